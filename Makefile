@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - create .venv, install castinspect, judge the bundled sample photos
+#   make test   - the same install, then the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench-train clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/castinspect demo --out castinspect-demo
+
+test: install
+	$(BIN)/python -m pytest
+
+# Retrain the bundled model from scratch (about 2-4 minutes on 2 cores); not part of CI.
+bench-train: install
+	$(BIN)/castinspect train ../shared/data/casting_data --out runs/bundled
+
+clean:
+	rm -rf $(VENV) castinspect-demo .pytest_cache

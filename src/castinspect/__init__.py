@@ -1,0 +1,2 @@
+"""castinspect: visual inspection of metal castings."""
+__version__ = "0.1.0"

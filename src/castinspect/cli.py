@@ -1,0 +1,276 @@
+"""The ``castinspect`` command: each command parses, calls one library function, prints.
+
+Parsed arguments never leave this module; results go to stdout, progress and warnings to stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from castinspect import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Visual inspection of metal castings: train, evaluate, predict.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay greppable
+
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"castinspect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Visual inspection of metal castings: train, evaluate, predict."""
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+class BarProgress:
+    """Training progress on stderr: a bar per epoch with loss, accuracy and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
+                            TimeRemainingColumn(), console=err)
+        self.task = None
+        self.epoch_no = 0
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=epochs * steps_per_epoch, epoch=1, loss=0.0, acc=0.0)
+
+    def step(self, loss: float, acc: float) -> None:
+        self.bar.update(self.task, advance=1, loss=loss, acc=acc)
+
+    def epoch(self, row: dict) -> None:
+        self.bar.update(self.task, epoch=row["epoch"] + 1)
+        self.bar.console.print(
+            f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({row['seconds']:.1f}s)", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.bar.console.print(text, highlight=False, markup=False)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+@app.command()
+def train(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root: ROOT/train/<class>/ (Kaggle layout) or ROOT/<class>/.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<time>).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config; options below override it.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base.")] = None,
+    target_recall: Annotated[Optional[float], typer.Option(help="Choose the threshold on validation for this defect recall.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+) -> None:
+    """Train a model on DATA_ROOT and write a run directory.
+
+    Example: castinspect train ../shared/data/casting_data --out runs/first
+    """
+    from castinspect.config import Config, ModelConfig
+    from castinspect.train import train_and_evaluate
+
+    cfg = Config.load(config) if config else Config()
+    if resume and out_dir and (out_dir / "config.yaml").exists() and not config:
+        cfg = Config.load(out_dir / "config.yaml")
+    if size:
+        cfg.model = ModelConfig.preset(size, input_size=cfg.model.input_size, dropout=cfg.model.dropout)
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    if seed is not None:
+        cfg.train.seed = seed
+    if target_recall is not None:
+        cfg.train.target_recall = target_recall
+    cfg.data.strict = cfg.data.strict or strict
+    run_dir = out_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress())
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        _fail(str(exc))
+    info = result.checkpoint.info
+    err.print(f"trained in {result.seconds:.0f}s, {info['epochs_run']} epochs (best {info['best_epoch']}); "
+              f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs", highlight=False)
+    if result.skipped:
+        err.print(f"skipped {len(result.skipped)} unreadable image(s)", highlight=False)
+    _print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])
+    out.print(f"run directory: {run_dir}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of class folders, e.g. casting_data/test.")],
+    model: ModelOpt = None,
+    threshold: ThresholdOpt = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+) -> None:
+    """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects, AUCs.
+
+    Example: castinspect evaluate ../shared/data/casting_data/test --report test.html
+    """
+    from castinspect.evaluate import evaluate as run_evaluation, write_metrics
+    from castinspect.predict import Predictor
+
+    try:
+        predictor = Predictor.load(model, threshold=threshold)
+        result = run_evaluation(predictor, data_dir, strict=strict)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    for e in result.errors:
+        err.print(f"skipped {e}", highlight=False, markup=False)
+    metrics = {"model": predictor.model_id, "threshold": predictor.threshold, "data": str(data_dir),
+               "evaluation": result.metrics}
+    _print_metrics(metrics, ["evaluation"])
+    if json_path:
+        write_metrics(json_path, metrics)
+    if report:
+        from castinspect.report import write_report
+        write_report(report, [result], predictor)
+        err.print(f"report: {report}", highlight=False)
+
+
+def _print_metrics(metrics: dict, sections: list[str]) -> None:
+    table = Table(title=f"model {metrics['model']}  threshold {metrics['threshold']:.4f}")
+    table.add_column("metric")
+    for s in sections:
+        table.add_column(s, justify="right")
+    rows = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
+            ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
+            ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
+            ("ROC-AUC", "roc_auc", "{:.5f}"), ("PR-AUC", "pr_auc", "{:.5f}"), ("Brier", "brier", "{:.5f}"),
+            ("ECE", "ece", "{:.5f}")]
+    for label, key, fmt in rows:
+        table.add_row(label, *[_fmt(metrics[s].get(key), fmt) for s in sections])
+    out.print(table)
+
+
+def _fmt(v, fmt: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else fmt.format(v)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    model: ModelOpt = None,
+    threshold: ThresholdOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    annotate: Annotated[Optional[Path], typer.Option(help="Write an annotated PNG per image into this folder.")] = None,
+) -> None:
+    """Judge photos: label, p(defective) and decision for each. Exit 1 if any file was not judged.
+
+    Example: castinspect predict photos/ --format json > verdicts.json
+    """
+    from castinspect.io import expand_paths
+    from castinspect.predict import Predictor
+
+    if fmt not in ("table", "csv", "json"):
+        _fail(f"--format must be table, csv or json, not {fmt!r}")
+    try:
+        predictor = Predictor.load(model, threshold=threshold)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    files = expand_paths(paths)
+    if not files:
+        _fail("no images found in the given paths")
+    results = []
+    for insp in predictor.iter_predict(files):
+        results.append(insp)
+        if insp.error:
+            err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
+        elif annotate:
+            from castinspect.annotate import write_annotated
+            from castinspect.io import read_image
+            write_annotated(read_image(insp.source), insp, annotate)
+    _print_inspections(results, fmt)
+    raise typer.Exit(1 if any(r.error for r in results) else 0)
+
+
+def _print_inspections(results: list, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps([r.to_public() for r in results], indent=2) + "\n")
+    elif fmt == "csv":
+        fields = ["path", "label", "score", "decision", "p_defect", "threshold", "model", "error"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r.to_public() for r in results)
+    else:
+        table = Table()
+        for col in ("path", "decision", "label", "p(defect)", "error"):
+            table.add_column(col, justify="right" if col == "p(defect)" else "left")
+        for r in results:
+            table.add_row(r.source, r.decision or "-", r.label or "-",
+                          "-" if r.p_defect is None else f"{r.p_defect:.4f}", r.error or "")
+        out.print(table)
+
+
+@app.command()
+def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")] = None) -> None:
+    """Show a model's classes, threshold, input size, size, training data and metrics.
+
+    Example: castinspect info runs/first/model.ckpt
+    """
+    from castinspect.checkpoint import load_checkpoint
+    from castinspect.model import count_flops
+    from castinspect.predict import bundled_model_path
+
+    try:
+        ckpt = load_checkpoint(model or bundled_model_path())
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    net = ckpt.build_model()
+    summary = {
+        "model": ckpt.model_id,
+        "file": str(model or bundled_model_path()),
+        "classes": ckpt.classes,
+        "ok_class": ckpt.classes[ckpt.ok_index],
+        "threshold": ckpt.threshold,
+        "input_size": ckpt.config.model.input_size,
+        "size": ckpt.config.model.size,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "flops": count_flops(net, ckpt.config.model.input_size),
+        **{k: v for k, v in ckpt.info.items() if k not in ("parameters", "flops")},
+    }
+    out.print_json(json.dumps(summary))
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo report.")] = Path("castinspect-demo")) -> None:
+    """Judge the bundled sample photos with the bundled model and write an annotated report.
+
+    Example: castinspect demo --out demo
+    """
+    from castinspect.demo import run_demo
+
+    results, report = run_demo(out_dir)
+    _print_inspections(results, "table")
+    out.print(f"report: {report}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

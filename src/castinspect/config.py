@@ -1,0 +1,133 @@
+"""One configuration object for a run: data, model and training settings.
+
+Saved with every run (``RUN_DIR/config.yaml``) and inside every checkpoint, so a model can be
+rebuilt and a run reproduced without any command-line state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Named model sizes. Widths are the channels of the stem and each downsampling stage; depths are
+# the 3x3 convolutions per stage. "small" is the default: the bundled model.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"widths": (8, 16, 32, 64), "depths": (1, 1, 1, 1)},
+    "small": {"widths": (16, 32, 64, 96), "depths": (1, 1, 2, 2)},
+    "base": {"widths": (24, 48, 96, 160), "depths": (1, 2, 2, 2)},
+}
+
+
+@dataclass
+class DataConfig:
+    """Where the photos are and how they are split."""
+
+    positive_class: str = "def_front"  # with two classes, the defect class: its probability is the score
+    ok_class: str | None = None  # with several defect types, the good-part class (default: "ok*")
+    val_fraction: float = 0.15  # carved from train, stratified, seeded; never the test split
+    split_seed: int = 0  # apart from train.seed, so runs with different seeds share one validation set
+    strict: bool = False  # unreadable files are fatal instead of skipped
+
+
+@dataclass
+class ModelConfig:
+    """A compact CNN on grayscale input; see ``model.build_model``."""
+
+    size: str = "small"
+    # 160 px, not 128: the defects that decide the hard cases are pinholes a few pixels wide.
+    input_size: int = 160
+    widths: tuple[int, ...] = MODEL_PRESETS["small"]["widths"]
+    depths: tuple[int, ...] = MODEL_PRESETS["small"]["depths"]
+    dropout: float = 0.2
+
+    @classmethod
+    def preset(cls, size: str, **overrides: Any) -> "ModelConfig":
+        if size not in MODEL_PRESETS:
+            raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_PRESETS)}")
+        return cls(size=size, **{**MODEL_PRESETS[size], **overrides})
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, applied to batches of tensors (see ``augment.py``)."""
+
+    flips: bool = True  # horizontal/vertical flips and 90-degree turns: top view, round part
+    rotate_deg: float = 180.0  # random rotation through any angle (parts arrive turned)
+    shift: float = 0.06  # fraction of the image
+    scale: float = 0.10  # +-10% zoom
+    brightness: float = 0.3  # +-30%
+    contrast: float = 0.3
+    gamma: float = 0.3  # log-uniform in [1/(1+g), 1+g]
+    noise_std: float = 0.03  # in [0, 1] pixel units
+    blur_prob: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and stopping."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    patience: int = 10  # early stopping on validation loss
+    seed: int = 0
+    deterministic: bool = False
+    bf16: str = "auto"  # "auto" (on where the CPU has AMX), "on", "off"
+    threads: int = 0  # 0: leave torch's default (all physical cores)
+    target_recall: float | None = None  # choose the threshold on validation for this defect recall
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"]["widths"] = list(self.model.widths)
+        d["model"]["depths"] = list(self.model.depths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Build a config from a (possibly partial) dict; unknown keys are an error."""
+        d = d or {}
+        unknown = set(d) - {"data", "model", "augment", "train"}
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        model = dict(d.get("model") or {})
+        # A size preset fills in widths/depths unless they are given explicitly.
+        base = ModelConfig.preset(model.pop("size", "small"))
+        model_cfg = dataclasses.replace(base, **_known(ModelConfig, model))
+        model_cfg.widths = tuple(model_cfg.widths)
+        model_cfg.depths = tuple(model_cfg.depths)
+        return cls(
+            data=DataConfig(**_known(DataConfig, d.get("data") or {})),
+            model=model_cfg,
+            augment=AugmentConfig(**_known(AugmentConfig, d.get("augment") or {})),
+            train=TrainConfig(**_known(TrainConfig, d.get("train") or {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _known(kind: type, values: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} keys: {sorted(unknown)}")
+    return values

@@ -1,0 +1,49 @@
+"""From class probabilities to a judgement: the defect score, the label and the decision.
+
+One rule everywhere: a part is defective when p(defective) >= threshold. With two classes
+p(defective) is the defect class's probability; with several defect types it is 1 - p(ok). A
+review band (lo, hi) sends parts with lo <= p < hi to a person instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OK, DEFECTIVE, REVIEW = "ok", "defective", "review"
+
+
+def resolve_ok_index(classes: list[str], positive_class: str | None, ok_class: str | None) -> int:
+    """Index of the class that means "good part"; every other class is a defect type."""
+    if ok_class and ok_class in classes:
+        return classes.index(ok_class)
+    if len(classes) == 2 and positive_class in classes:
+        return 1 - classes.index(positive_class)
+    oks = [i for i, c in enumerate(classes) if c.lower().startswith(("ok", "good", "pass"))]
+    if len(oks) == 1:
+        return oks[0]
+    raise ValueError(
+        f"cannot tell which of the classes {classes} is the good-part class; "
+        "set data.positive_class (two classes) or data.ok_class"
+    )
+
+
+def defect_probability(probs: np.ndarray, ok_index: int) -> np.ndarray:
+    """p(defective) for each row of an (N, C) probability array."""
+    return 1.0 - probs[:, ok_index]
+
+
+def predicted_index(probs: np.ndarray, ok_index: int, threshold: float) -> np.ndarray:
+    """Class index per row, consistent with the threshold: the ok class below it, else the most
+    probable defect type."""
+    p_def = defect_probability(probs, ok_index)
+    masked = probs.copy()
+    masked[:, ok_index] = -np.inf
+    return np.where(p_def >= threshold, masked.argmax(axis=1), ok_index)
+
+
+def decide(p_defect: float, threshold: float, review_band: tuple[float, float] | None = None) -> str:
+    if review_band is not None:
+        lo, hi = review_band
+        if lo <= p_defect < hi:
+            return REVIEW
+    return DEFECTIVE if p_defect >= threshold else OK

@@ -1,0 +1,158 @@
+"""Plots (matplotlib, Agg) and one self-contained HTML report that opens offline."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from castinspect.io import ImageError, load_for_model  # noqa: E402
+from castinspect.metrics import pr_curve, roc_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    from castinspect.evaluate import Evaluation
+    from castinspect.predict import Predictor
+
+MAX_ERRORS_SHOWN = 60
+
+
+def _fig_to_uri(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig
+
+
+def plot_roc_pr(y: np.ndarray, p: np.ndarray) -> plt.Figure:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.2))
+    fpr, tpr, _ = roc_curve(y, p)
+    a.plot(fpr, tpr)
+    a.plot([0, 1], [0, 1], ":", color="grey")
+    a.set(xlabel="false-reject rate (OK scrapped)", ylabel="defect recall", title="ROC")
+    precision, recall, _ = pr_curve(y, p)
+    b.plot(recall, precision)
+    b.set(xlabel="defect recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(rows: list[dict]) -> plt.Figure:
+    ep = [int(r["epoch"]) for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.0))
+    a.plot(ep, [float(r["train_loss"]) for r in rows], label="train")
+    a.plot(ep, [float(r["val_loss"]) for r in rows], label="validation")
+    a.set(xlabel="epoch", ylabel="loss", yscale="log")
+    a.legend()
+    b.plot(ep, [float(r["train_acc"]) for r in rows], label="train (augmented)")
+    b.plot(ep, [float(r["val_acc"]) for r in rows], label="validation")
+    b.set(xlabel="epoch", ylabel="accuracy")
+    b.legend()
+    fig.tight_layout()
+    return fig
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _thumb(path: str) -> str:
+    try:
+        img = load_for_model(path, 128)
+    except ImageError:
+        return ""
+    from castinspect.annotate import png_data_uri
+    return png_data_uri(img)
+
+
+def _metrics_table(m: dict) -> str:
+    rows = [
+        ("images", m["n"]), ("accuracy", f"{m['accuracy']:.4f}"), ("errors", m["errors"]),
+        ("defects passed as OK (escapes)", m["escapes"]),
+        ("OK parts rejected (false rejects)", m["false_rejects"]),
+        ("defect recall", f"{m['defect_recall']:.4f}"),
+        ("false-reject rate", f"{m['false_reject_rate']:.4f}"),
+        ("ROC-AUC", f"{m['roc_auc']:.5f}"), ("PR-AUC", f"{m['pr_auc']:.5f}"),
+        ("Brier score", f"{m['brier']:.5f}"), ("ECE", f"{m['ece']:.5f}"),
+    ]
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    per = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.4f}</td><td>{v['recall']:.4f}</td>"
+        f"<td>{v['f1']:.4f}</td><td>{v['support']}</td></tr>" for c, v in m["per_class"].items())
+    return (f"<table>{body}</table><table><tr><th>class</th><th>precision</th><th>recall</th>"
+            f"<th>F1</th><th>support</th></tr>{per}</table>")
+
+
+def _errors_section(ev: "Evaluation", classes: list[str]) -> str:
+    wrong = [(insp, classes[t]) for insp, t in zip(ev.inspections, ev.labels) if insp.label != classes[t]]
+    if not wrong:
+        return "<p>No misclassified images.</p>"
+    cards = "".join(
+        f'<figure><img src="{_thumb(i.source)}" alt=""><figcaption>{html.escape(Path(i.source).name)}'
+        f"<br>true {html.escape(t)}, judged {html.escape(i.label or '')}<br>p(defect) {i.p_defect:.3f}"
+        "</figcaption></figure>" for i, t in wrong[:MAX_ERRORS_SHOWN])
+    more = f"<p>{len(wrong) - MAX_ERRORS_SHOWN} more not shown.</p>" if len(wrong) > MAX_ERRORS_SHOWN else ""
+    return f'<div class="gallery">{cards}</div>{more}'
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 1em .5em 0;display:inline-table;vertical-align:top}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}
+.gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:140px;font-size:12px}
+figure img{width:128px;border:3px solid #c33}.note{color:#555;font-size:14px}"""
+
+
+def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor: "Predictor",
+                 history_csv: str | os.PathLike | None = None, title: str = "castinspect evaluation") -> Path:
+    """One HTML file with every plot inlined as a data URI, so it opens offline and travels alone."""
+    classes = predictor.classes
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>model <code>{predictor.model_id}</code>, input {predictor.input_size}px, "
+             f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold)</p>"]
+    if history_csv and Path(history_csv).exists():
+        parts.append(f'<h2>Training</h2><img src="{_fig_to_uri(plot_history(read_history(history_csv)))}">')
+    for ev in results:
+        m = ev.metrics
+        y = (ev.labels != predictor.ok_index).astype(int)
+        p = 1 - ev.probs[:, predictor.ok_index]
+        parts.append(f"<h2>{html.escape(ev.name)}</h2>")
+        if ev.name == "test":
+            parts.append('<p class="note">The standard test split of the casting dataset holds '
+                         "near-copies of training photos; it was used for nothing but this report.</p>")
+        parts.append(_metrics_table(m))
+        parts.append(f'<p><img src="{_fig_to_uri(plot_confusion(np.array(m["confusion_matrix"]), classes))}">')
+        if 0 < y.sum() < len(y):
+            parts.append(f'<img src="{_fig_to_uri(plot_roc_pr(y, p))}"></p>')
+        parts.append("<h3>Misclassified</h3>" + _errors_section(ev, classes))
+        if ev.errors:
+            items = "".join(f"<li>{html.escape(str(e))}</li>" for e in ev.errors)
+            parts.append(f"<h3>Unreadable files ({len(ev.errors)})</h3><ul>{items}</ul>")
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc)
+    return path

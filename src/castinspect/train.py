@@ -1,0 +1,237 @@
+"""fit(cfg, data_root, run_dir): train a model and leave a run directory behind.
+
+RUN_DIR/config.yaml  history.csv  model.ckpt (best on validation)  last.ckpt (resume)
+metrics.json and report.html are added by ``run.py`` once the model is evaluated.
+
+The validation split is carved from ``train`` and is the only data that steers training: early
+stopping, the best checkpoint and the threshold. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from castinspect.augment import augment_batch
+from castinspect.checkpoint import Checkpoint, load_resume_state, save_checkpoint
+from castinspect.config import Config
+from castinspect.data import Decoded, decode_set, load_folder, split_dir, stratified_split
+from castinspect.decision import resolve_ok_index
+from castinspect.io import ImageError
+from castinspect.metrics import choose_threshold
+from castinspect.model import build_model, count_flops, count_parameters, predict_probs, to_input
+from castinspect.runtime import seed_everything, set_threads, tune_allocator, use_bf16
+
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Checkpoint
+    history: list[dict]
+    val: Decoded  # the validation split that chose the model, for its final evaluation
+    skipped: list[ImageError]
+    seconds: float
+
+
+class Progress:
+    """What the training loop reports; the CLI plugs a progress bar in, tests plug nothing."""
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None: ...
+    def step(self, loss: float, acc: float) -> None: ...
+    def epoch(self, row: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir}: exists and is not a folder")
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise FileExistsError(f"{run_dir}: folder is not empty (use another --out, or --resume)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def split_train_val(cfg: Config, data_root: str | os.PathLike) -> tuple[Decoded, Decoded, list[ImageError]]:
+    images = load_folder(split_dir(data_root, "train"))
+    decoded = decode_set(images, cfg.model.input_size, strict=cfg.data.strict)
+    keep, held = stratified_split(decoded.labels, cfg.data.val_fraction, cfg.data.split_seed)
+    if len(held) == 0 or len(keep) == 0:
+        raise ValueError("too few readable training images to carve a validation split")
+
+    def part(idx: np.ndarray) -> Decoded:
+        return Decoded(decoded.images[idx], decoded.labels[idx], decoded.classes,
+                       [decoded.paths[i] for i in idx])
+
+    return part(keep), part(held), decoded.errors
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, x_train: torch.Tensor,
+                    y_train: torch.Tensor, cfg: Config, g: torch.Generator, bf16: bool,
+                    progress: Progress) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training images; returns (mean loss, accuracy)."""
+    model.train()
+    batch_size = cfg.train.batch_size
+    order = torch.randperm(len(y_train), generator=g)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x = augment_batch(to_input(x_train[idx]), cfg.augment, g).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y_train[idx], label_smoothing=cfg.train.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        batch_correct = int((logits.argmax(1) == y_train[idx]).sum())
+        loss_sum += loss.item() * len(idx)
+        correct += batch_correct
+        progress.step(loss.item(), batch_correct / len(idx))
+    return loss_sum / len(y_train), correct / len(y_train)
+
+
+def validate(model: torch.nn.Module, val: Decoded) -> tuple[float, float]:
+    """(cross-entropy, accuracy) on the validation split."""
+    probs = torch.from_numpy(predict_probs(model, val.images))
+    labels = torch.from_numpy(val.labels)
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-7)), labels)
+    return float(loss), float((probs.argmax(1) == labels).float().mean())
+
+
+def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
+        resume: bool = False, progress: Progress | None = None) -> TrainResult:
+    progress = progress or Progress()
+    if cfg.train.epochs < 1:
+        raise ValueError("epochs must be at least 1")
+    t_start = time.perf_counter()
+    tune_allocator()
+    set_threads(cfg.train.threads)
+    g = seed_everything(cfg.train.seed, cfg.train.deterministic)
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume)
+    cfg.save(run_dir / "config.yaml")
+
+    train, val, skipped = split_train_val(cfg, data_root)
+    for err in skipped:
+        progress.message(f"skipped {err}")
+    classes = train.classes
+    ok_index = resolve_ok_index(classes, cfg.data.positive_class, cfg.data.ok_class)
+
+    model = build_model(cfg.model, len(classes)).to(memory_format=torch.channels_last)
+    bf16 = use_bf16(cfg.train.bf16)
+    tc = cfg.train
+    steps_per_epoch = math.ceil(len(train.labels) / tc.batch_size)
+    total_steps = steps_per_epoch * tc.epochs
+    warmup = int(tc.warmup_epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
+
+    history: list[dict] = []
+    best_loss, best_state, stale, start_epoch = math.inf, None, 0, 0
+    if resume and (run_dir / "last.ckpt").exists():
+        state = load_resume_state(run_dir / "last.ckpt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        g.set_state(state["generator"])
+        history, best_loss, stale = state["history"], state["best_loss"], state["stale"]
+        best_state, start_epoch = state["best_state"], state["epoch"]
+        progress.message(f"resuming after epoch {start_epoch}")
+
+    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    progress.start(tc.epochs, steps_per_epoch)
+    for epoch in range(start_epoch, tc.epochs):
+        if stale >= tc.patience:
+            break
+        t_epoch = time.perf_counter()
+        train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, x_train, y_train, cfg, g, bf16, progress)
+        # Validation in fp32, as the Predictor will run the model: the checkpoint is chosen on
+        # the numbers it will actually produce.
+        val_loss, val_acc = validate(model, val)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
+               "seconds": time.perf_counter() - t_epoch}
+        history.append(row)
+        if val_loss < best_loss:
+            best_loss, stale = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        progress.epoch(row)
+        write_history(run_dir / "history.csv", history)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": g.get_state(),
+                    "history": history, "best_loss": best_loss, "stale": stale,
+                    "best_state": best_state, "epoch": epoch + 1}, run_dir / "last.ckpt")
+    progress.close()
+
+    model.load_state_dict(best_state)
+    model = model.to(memory_format=torch.contiguous_format)
+    val_probs = predict_probs(model, val.images)
+    threshold = 0.5
+    if tc.target_recall is not None:
+        threshold = choose_threshold((val.labels != ok_index).astype(int), 1 - val_probs[:, ok_index],
+                                     tc.target_recall)
+    seconds = time.perf_counter() - t_start
+    info = {
+        "data": {"root": str(data_root), "train": train_counts(train), "val": train_counts(val),
+                 "skipped": [str(e) for e in skipped]},
+        "epochs_run": len(history),
+        "best_epoch": int(np.argmin([h["val_loss"] for h in history]) + 1),
+        "train_seconds": seconds,
+        "parameters": count_parameters(model),
+        "flops": count_flops(model, cfg.model.input_size),
+        "bf16": bf16,
+        "threshold_rule": "0.5" if tc.target_recall is None else f"validation recall >= {tc.target_recall}",
+    }
+    ckpt = Checkpoint(cfg, classes, ok_index, threshold,
+                      {k: v.contiguous() for k, v in model.state_dict().items()}, info)
+    save_checkpoint(ckpt, run_dir / "model.ckpt")
+    return TrainResult(run_dir, ckpt, history, val, skipped, seconds)
+
+
+def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
+                       resume: bool = False, progress: Progress | None = None) -> tuple[TrainResult, dict]:
+    """fit(), then metrics.json and report.html: validation, and the test split when there is one
+    (reported only: by then every choice has been made on validation)."""
+    from castinspect.evaluate import finish_run
+
+    result = fit(cfg, data_root, run_dir, resume=resume, progress=progress)
+    try:
+        test_dir = split_dir(data_root, "test")
+    except FileNotFoundError:
+        test_dir = None
+    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test_dir)
+    return result, metrics
+
+
+def train_counts(part: Decoded) -> dict[str, int]:
+    return {c: int((part.labels == i).sum()) for i, c in enumerate(part.classes)}
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
+                         for row in history)

@@ -1,0 +1,50 @@
+"""The bundled default model: the demo, predict with no --model, and the real test split."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REAL_DATA, real_data_available
+from castinspect.cli import app
+from castinspect.demo import run_demo, sample_paths
+from castinspect.predict import Predictor, bundled_model_path
+
+runner = CliRunner()
+
+
+def test_bundled_model_is_small_and_documented():
+    assert bundled_model_path().stat().st_size < 3_000_000
+    predictor = Predictor.load()
+    assert predictor.classes == ["def_front", "ok_front"]
+    assert "metrics" in predictor.checkpoint.info
+
+
+def test_demo_judges_the_samples(tmp_path):
+    results, page = run_demo(tmp_path)
+    assert len(results) == len(sample_paths()) >= 6
+    assert all(r.error is None for r in results)
+    # The samples are real photos the bundled model should get right.
+    assert all(r.label == p.parent.name for r, p in zip(results, sample_paths()))
+    assert page.read_text().count("<figure>") == len(results)
+
+
+def test_predict_without_model_uses_bundled():
+    r = runner.invoke(app, ["predict", str(sample_paths()[0]), "--format", "json"])
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)[0]["label"] == "def_front"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not real_data_available(), reason="the casting dataset is not beside the project")
+def test_bundled_model_on_real_test_split():
+    from castinspect.evaluate import evaluate
+
+    predictor = Predictor.load()
+    result = evaluate(predictor, REAL_DATA / "test")
+    m = result.metrics
+    assert m["n"] == 715 and not result.errors
+    # Golden check: the numbers recorded when the model was bundled must not drift.
+    recorded = predictor.checkpoint.info["metrics"]["test"]
+    assert m["errors"] == recorded["errors"] and m["escapes"] == recorded["escapes"]
+    assert m["accuracy"] >= 0.99

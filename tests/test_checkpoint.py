@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+import torch
+
+from castinspect.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+
+
+def test_round_trip_gives_same_outputs(trained_run, tmp_path):
+    ckpt = trained_run[0].checkpoint
+    save_checkpoint(ckpt, tmp_path / "m.ckpt")
+    back = load_checkpoint(tmp_path / "m.ckpt")
+    assert back.classes == ckpt.classes and back.threshold == ckpt.threshold
+    assert back.config == ckpt.config and back.model_id == ckpt.model_id
+    x = torch.rand(2, 1, ckpt.config.model.input_size, ckpt.config.model.input_size)
+    with torch.no_grad():
+        assert torch.equal(ckpt.build_model()(x), back.build_model()(x))
+
+
+def test_loads_with_weights_only_and_holds_no_modules(model_path):
+    payload = torch.load(model_path, weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
+
+
+def test_refuses_non_checkpoints_and_newer_formats(tmp_path, trained_run):
+    (tmp_path / "x.ckpt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a castinspect checkpoint"):
+        load_checkpoint(tmp_path / "x.ckpt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    save_checkpoint(trained_run[0].checkpoint, tmp_path / "new.ckpt", extra={"format_version": FORMAT_VERSION + 1})
+    with pytest.raises(ValueError, match="newer"):
+        load_checkpoint(tmp_path / "new.ckpt")

@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from castinspect import __version__
+from castinspect.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point in a child process: stdout and stderr kept apart."""
+    return subprocess.run([sys.executable, "-m", "castinspect.cli", *args], capture_output=True, text=True)
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.stdout
+
+
+def test_every_command_is_documented_with_an_example():
+    for command in app.registered_commands:
+        doc = command.callback.__doc__ or ""
+        assert "Example: castinspect" in doc, command.callback.__name__
+
+
+def test_predict_json_contract(model_path, synth_root, tmp_path):
+    folder = synth_root / "test" / "ok_front"
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    r = cli("predict", str(folder), str(bad), "--model", str(model_path), "--format", "json")
+    assert r.returncode == 1, r.stderr
+    items = json.loads(r.stdout)  # stdout holds only the JSON array
+    names = sorted(p.name for p in folder.iterdir())
+    assert [i["path"] for i in items] == [str(folder / n) for n in names] + [str(bad)]
+    assert all(set(i) >= {"path", "label", "score", "error"} for i in items)
+    assert items[-1]["error"] and items[-1]["label"] is None and items[-1]["score"] is None
+    assert "bad.jpg" in r.stderr
+    ok = cli("predict", str(folder / names[0]), "--model", str(model_path), "--format", "json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["error"] is None
+
+
+def test_predict_csv_table_threshold_and_annotate(model_path, synth_root, tmp_path):
+    f = str(next((synth_root / "test" / "def_front").iterdir()))
+    r = runner.invoke(app, ["predict", f, "--model", str(model_path), "--format", "csv", "--threshold", "0"])
+    assert r.exit_code == 0
+    header, row = r.stdout.strip().splitlines()[:2]
+    assert header.startswith("path,label,score,decision") and ",defective," in row
+    r = runner.invoke(app, ["predict", f, "--model", str(model_path), "--annotate", str(tmp_path / "ann")])
+    assert r.exit_code == 0 and len(list((tmp_path / "ann").glob("*.png"))) == 1
+
+
+def test_evaluate_writes_json_and_report(model_path, synth_root, tmp_path):
+    r = runner.invoke(app, ["evaluate", str(synth_root / "test"), "--model", str(model_path),
+                            "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())["evaluation"]
+    assert m["n"] == 60 and set(m) >= {"accuracy", "per_class", "confusion_matrix", "roc_auc", "pr_auc",
+                                       "brier", "ece", "escapes", "false_rejects"}
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+
+def test_train_command_end_to_end(synth_root, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {size: tiny, input_size: 48}\ntrain: {batch_size: 64}\n")
+    r = cli("train", str(synth_root), "--out", str(tmp_path / "run"), "--config", str(cfg),
+            "--epochs", "1", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run" / "model.ckpt").is_file() and "run directory" in r.stdout
+    info = cli("info", str(tmp_path / "run" / "model.ckpt"))
+    data = json.loads(info.stdout)
+    assert data["classes"] == ["def_front", "ok_front"] and data["input_size"] == 48
+    assert "metrics" in data and data["parameters"] > 0
+
+
+def test_clear_errors_for_bad_arguments(tmp_path):
+    r = cli("evaluate", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "nowhere" in r.stderr
+    (tmp_path / "m.ckpt").write_text("x")
+    r = cli("predict", "x.jpg", "--model", str(tmp_path / "m.ckpt"))
+    assert r.returncode == 2 and "not a castinspect checkpoint" in r.stderr

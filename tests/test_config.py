@@ -1,0 +1,21 @@
+import pytest
+
+from castinspect.config import Config, ModelConfig
+
+
+def test_round_trip(tmp_path):
+    cfg = Config()
+    cfg.model = ModelConfig.preset("base", input_size=96)
+    cfg.train.epochs = 3
+    cfg.save(tmp_path / "c.yaml")
+    back = Config.load(tmp_path / "c.yaml")
+    assert back == cfg
+
+
+def test_partial_and_unknown_keys():
+    cfg = Config.from_dict({"model": {"size": "tiny"}, "train": {"lr": 0.01}})
+    assert cfg.model.widths == ModelConfig.preset("tiny").widths and cfg.train.lr == 0.01
+    with pytest.raises(ValueError, match="unknown"):
+        Config.from_dict({"train": {"learning_rate": 1}})
+    with pytest.raises(ValueError, match="unknown model size"):
+        ModelConfig.preset("huge")

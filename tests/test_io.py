@@ -1,0 +1,111 @@
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from castinspect.io import ImageError, expand_paths, load_for_model, preprocess, read_image
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A valid-looking PNG header claiming an absurd size, with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+
+
+def test_reads_jpeg_as_gray_uint8(tmp_path):
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[..., 2] = 200
+    cv2.imwrite(str(tmp_path / "a.jpg"), rgb)
+    img = read_image(tmp_path / "a.jpg")
+    assert img.dtype == np.uint8 and img.shape == (40, 50)
+
+
+@pytest.mark.parametrize("mode", ["gray16", "bgra", "gray1ch"])
+def test_odd_modes_become_gray_uint8(mode):
+    if mode == "gray16":
+        img = np.full((20, 20), 40000, np.uint16)
+    elif mode == "bgra":
+        img = np.full((20, 20, 4), 128, np.uint8)
+    else:
+        img = np.full((20, 20, 1), 77, np.uint8)
+    out = read_image(_png_bytes(img), name="x.png")
+    assert out.dtype == np.uint8 and out.shape == (20, 20)
+    assert out.max() > 0
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty file"),
+    (b"hello, I am text", "not an image"),
+    (b"\xff\xd8\xff\xe0" + b"\0" * 30, "cannot decode"),
+])
+def test_bad_bytes_name_file_and_reason(tmp_path, content, reason):
+    f = tmp_path / "bad.jpg"
+    f.write_bytes(content)
+    with pytest.raises(ImageError) as e:
+        read_image(f)
+    assert str(f) in str(e.value) and reason in str(e.value)
+
+
+def test_truncated_jpeg_is_refused_or_gray(tmp_path):
+    ok, buf = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8))
+    data = buf.tobytes()
+    f = tmp_path / "trunc.jpg"
+    f.write_bytes(data[: len(data) // 3])
+    # libjpeg may decode a truncated file partially (grey fill); what must never happen is a crash
+    # or an exception other than ImageError.
+    try:
+        img = read_image(f)
+        assert img.shape == (200, 200)
+    except ImageError as e:
+        assert "trunc.jpg" in str(e)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="directory"):
+        read_image(tmp_path)
+
+
+def test_decompression_bomb_refused():
+    with pytest.raises(ImageError) as e:
+        read_image(_bomb_png(100_000, 100_000), name="bomb.png")
+    assert "bomb.png" in str(e.value)
+
+
+def test_tiny_image_refused():
+    with pytest.raises(ImageError, match="too small"):
+        read_image(_png_bytes(np.zeros((3, 3), np.uint8)))
+
+
+def test_preprocess_size_and_identity():
+    img = np.random.default_rng(1).integers(0, 255, (300, 300), np.uint8)
+    assert preprocess(img, 128).shape == (128, 128)
+    small = img[:64, :64]
+    assert preprocess(small, 64) is small
+
+
+def test_load_for_model_bytes_equals_path(tmp_path):
+    img = np.random.default_rng(2).integers(0, 255, (90, 90), np.uint8)
+    cv2.imwrite(str(tmp_path / "p.png"), img)
+    np.testing.assert_array_equal(load_for_model(tmp_path / "p.png", 48),
+                                  load_for_model((tmp_path / "p.png").read_bytes(), 48))
+
+
+def test_expand_paths_folders_globs_and_missing(tmp_path):
+    for name in ("b.jpg", "a.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert expand_paths([tmp_path]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    assert expand_paths([str(tmp_path / "*.jpg")]) == [str(tmp_path / "b.jpg")]
+    assert expand_paths([str(tmp_path / "missing.jpg")]) == [str(tmp_path / "missing.jpg")]

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from castinspect.predict import Predictor
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.glob("test/*/*.jpeg"))
+
+
+def test_predicts_in_order_with_bad_files_mixed_in(model_path, synth_root, tmp_path):
+    bad = tmp_path / "bad.jpeg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    files = _files(synth_root)[:10]
+    inputs = files[:3] + [str(bad)] + files[3:7] + [str(tmp_path / "missing.jpg"), str(empty)] + files[7:]
+    predictor = Predictor.load(model_path)
+    results = predictor.predict(inputs, batch_size=4)  # batches split across the bad files
+    assert [r.source for r in results] == inputs
+    failed = [r for r in results if r.error]
+    assert [r.source for r in failed] == [str(bad), str(tmp_path / "missing.jpg"), str(empty)]
+    assert all(r.label is None and r.score is None and r.decision is None for r in failed)
+    good = [r for r in results if not r.error]
+    assert len(good) == 10 and all(0 <= r.score <= 1 for r in good)
+    assert all(r.decision == ("defective" if r.score >= r.threshold else "ok") for r in good)
+    assert all(r.label == ("def_front" if r.decision == "defective" else "ok_front") for r in good)
+
+
+def test_batching_does_not_change_answers(model_path, synth_root):
+    files = _files(synth_root)
+    predictor = Predictor.load(model_path)
+    a = [r.score for r in predictor.predict(files, batch_size=64)]
+    b = [r.score for r in predictor.predict(files, batch_size=7)]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bytes_and_paths_agree(model_path, synth_root):
+    f = _files(synth_root)[0]
+    predictor = Predictor.load(model_path)
+    assert predictor.predict_one(Path(f).read_bytes(), name="x").score == pytest.approx(
+        predictor.predict_one(f).score, abs=1e-6)
+
+
+def test_threshold_override_moves_decisions(model_path, synth_root):
+    files = _files(synth_root)
+    assert all(r.decision == "defective" for r in Predictor.load(model_path, threshold=0.0).predict(files))
+    assert all(r.decision == "ok" or r.score >= 1.0 for r in Predictor.load(model_path, threshold=1.0).predict(files))
+    with pytest.raises(ValueError):
+        Predictor.load(model_path, threshold=1.5)
+
+
+def test_review_band(model_path, synth_root):
+    predictor = Predictor.load(model_path, review_band=(0.0, 1.01))
+    assert {r.decision for r in predictor.predict(_files(synth_root)[:5])} == {"review"}

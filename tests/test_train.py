@@ -1,0 +1,57 @@
+import csv
+import json
+
+import pytest
+
+from conftest import tiny_config
+from castinspect.train import fit, lr_factor
+
+
+def test_training_learns_the_synthetic_defects(trained_run):
+    result, metrics = trained_run
+    # Chance is 0.5; a model that learned blobs and scratches is near perfect on held-out parts.
+    assert metrics["validation"]["accuracy"] >= 0.9
+    assert metrics["test"]["accuracy"] >= 0.9
+    assert metrics["test"]["n"] == 60
+
+
+def test_run_directory_contents(trained_run):
+    run_dir = trained_run[0].run_dir
+    for name in ("config.yaml", "history.csv", "metrics.json", "model.ckpt", "last.ckpt", "report.html"):
+        assert (run_dir / name).is_file(), name
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert len(rows) == len(trained_run[0].history) >= 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) >= {"model", "threshold", "validation", "test", "parameters"}
+    report = (run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in report and 'src="http' not in report  # opens offline
+
+
+def test_validation_split_is_disjoint_from_training(trained_run, synth_root):
+    info = trained_run[0].checkpoint.info["data"]
+    assert sum(info["train"].values()) + sum(info["val"].values()) == 300
+    val_paths = set(trained_run[0].val.paths)
+    assert not any("/test/" in p for p in val_paths)
+
+
+def test_refuses_non_empty_run_dir(synth_root, tmp_path):
+    (tmp_path / "junk.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        fit(tiny_config(1), synth_root, tmp_path)
+
+
+def test_resume_continues_from_last_epoch(synth_root, tmp_path):
+    cfg = tiny_config(2)
+    first = fit(cfg, synth_root, tmp_path)
+    assert len(first.history) == 2
+    cfg.train.epochs = 3
+    resumed = fit(cfg, synth_root, tmp_path, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:2] == first.history
+
+
+def test_lr_schedule_warms_up_and_decays():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10) == pytest.approx(0.0)
