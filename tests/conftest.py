@@ -38,7 +38,9 @@ def make_casting(rng: np.random.Generator, defect: str | None, size: int = SYNTH
             direction = rng.uniform(0, 2 * np.pi)  # a long thin line: unlike a round blob at any size
             q = (int(p[0] + 28 * np.cos(direction)), int(p[1] + 28 * np.sin(direction)))
             cv2.line(img, p, q, 30, 2)
-    img += rng.normal(0, 4, img.shape)
+    # Each part's own casting texture (smooth, so it survives resizing), then sensor noise.
+    texture = cv2.GaussianBlur(rng.normal(0, 1, img.shape).astype(np.float32), (0, 0), 1.5)
+    img += texture / texture.std() * 6 + rng.normal(0, 3, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -82,3 +82,18 @@ def test_clear_errors_for_bad_arguments(tmp_path):
     (tmp_path / "m.ckpt").write_text("x")
     r = cli("predict", "x.jpg", "--model", str(tmp_path / "m.ckpt"))
     assert r.returncode == 2 and "not a castinspect checkpoint" in r.stderr
+
+
+def test_evaluate_leak_free_subset_sets_copies_aside(model_path, synth_root, tmp_path):
+    import shutil
+
+    test_dir = tmp_path / "test"
+    shutil.copytree(synth_root / "test", test_dir)
+    planted = next((synth_root / "train" / "ok_front").iterdir())
+    shutil.copy(planted, test_dir / "ok_front" / "planted_copy.jpeg")
+    r = runner.invoke(app, ["evaluate", str(test_dir), "--model", str(model_path), "--train-root",
+                            str(synth_root), "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["evaluation"]["n"] == 61
+    assert m["leak_free"]["removed_as_copies"] == 1 and m["leak_free"]["n"] == 60

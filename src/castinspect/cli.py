@@ -129,24 +129,31 @@ def evaluate(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics here.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+    train_root: Annotated[Optional[Path], typer.Option(help="Training photos: also report the subset of parts not among them.")] = None,
 ) -> None:
     """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects, AUCs.
+    With --train-root, also the leak-free subset: photos with no near-copy in the training data.
 
-    Example: castinspect evaluate ../shared/data/casting_data/test --report test.html
+    Example: castinspect evaluate ../shared/data/casting_data/test --train-root ../shared/data/casting_data
     """
     from castinspect.evaluate import evaluate as run_evaluation, write_metrics
     from castinspect.predict import Predictor
 
     try:
         predictor = Predictor.load(model, threshold=threshold)
-        result = run_evaluation(predictor, data_dir, strict=strict)
+        result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for e in result.errors:
         err.print(f"skipped {e}", highlight=False, markup=False)
     metrics = {"model": predictor.model_id, "threshold": predictor.threshold, "data": str(data_dir),
                "evaluation": result.metrics}
-    _print_metrics(metrics, ["evaluation"])
+    if "leak_free" in result.metrics:
+        metrics["leak_free"] = result.metrics["leak_free"]
+        err.print(f"leak-free subset: {metrics['leak_free']['n']} photos; "
+                  f"{metrics['leak_free']['removed_as_copies']} set aside as copies of training photos",
+                  highlight=False)
+    _print_metrics(metrics, [k for k in ("evaluation", "leak_free") if k in metrics])
     if json_path:
         write_metrics(json_path, metrics)
     if report:
@@ -222,11 +229,46 @@ def _print_inspections(results: list, fmt: str) -> None:
     else:
         table = Table()
         for col in ("path", "decision", "label", "p(defect)", "error"):
-            table.add_column(col, justify="right" if col == "p(defect)" else "left")
+            table.add_column(col, justify="right" if col == "p(defect)" else "left", overflow="fold")
         for r in results:
             table.add_row(r.source, r.decision or "-", r.label or "-",
                           "-" if r.p_defect is None else f"{r.p_defect:.4f}", r.error or "")
         out.print(table)
+
+
+@app.command()
+def audit(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root: ROOT/<split>/<class>/ or ROOT/<class>/.")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the findings (with every pair) here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report with the closest pairs side by side.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Aligned detail correlation that marks a near-duplicate (default 0.90).")] = None,
+) -> None:
+    """Find exact and near-duplicate photos within and across splits, unreadable files, class
+    balance, sizes and modes. Leaks are findings: the exit code is 0 when the audit completes.
+
+    Example: castinspect audit ../shared/data/casting_data --json audit.json --report audit.html
+    """
+    from castinspect.audit import DEFAULT_THRESHOLD, audit as run_audit, summarize
+    from castinspect.evaluate import write_metrics
+
+    try:
+        summary = summarize(run_audit(data_root, threshold=threshold or DEFAULT_THRESHOLD))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    table = Table(title=f"audit of {data_root}")
+    table.add_column("finding")
+    table.add_column("value", justify="right")
+    for key in ("images", "unreadable", "exact_cross_split", "near_cross_split", "near_within_split",
+                "groups", "label_conflicts", "class_counts", "sizes", "modes"):
+        value = summary[key]
+        table.add_row(key, str(len(value) if key == "unreadable" else value))
+    out.print(table)
+    if json_path:
+        write_metrics(json_path, summary)
+    if report:
+        from castinspect.report import write_audit_report
+        write_audit_report(report, summary)
+        err.print(f"report: {report}", highlight=False)
 
 
 @app.command()

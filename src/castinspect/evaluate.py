@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from castinspect.checkpoint import Checkpoint, save_checkpoint
-from castinspect.data import Decoded, decode_set, load_folder
+from castinspect.data import Decoded, decode_set, load_folder, split_dir
 from castinspect.io import ImageError
 from castinspect.metrics import summarize
 from castinspect.predict import Predictor
@@ -41,13 +41,28 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
     return Evaluation(name, metrics, labels, probs, inspections)
 
 
-def evaluate(predictor: Predictor, data_dir: str | os.PathLike, strict: bool = False) -> Evaluation:
-    """Judge every image under ``data_dir/<class>/`` and compare with the folder labels."""
+def evaluate(predictor: Predictor, data_dir: str | os.PathLike, strict: bool = False,
+             train_root: str | os.PathLike | None = None) -> Evaluation:
+    """Judge every image under ``data_dir/<class>/`` and compare with the folder labels.
+
+    With ``train_root`` (the training photos, or a dataset root holding ``train/``), the photos
+    whose part also appears there (byte-identical or a near-duplicate, see ``audit.py``) are set
+    aside, and ``metrics["leak_free"]`` holds the metrics of the rest: parts the model never saw.
+    """
     images = load_folder(data_dir, predictor.classes)
     decoded = decode_set(images, predictor.input_size, strict=strict)
     result = evaluate_arrays(predictor, str(data_dir), decoded.images, decoded.labels, decoded.paths)
     result.errors = decoded.errors
     result.metrics["unreadable"] = [str(e) for e in decoded.errors]
+    if train_root is not None:
+        from castinspect.audit import copies_in
+
+        train_paths = load_folder(split_dir(train_root, "train")).paths
+        copied = copies_in(decoded.paths, train_paths)
+        keep = np.flatnonzero(~copied)
+        subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
+                                 [decoded.paths[i] for i in keep])
+        result.metrics["leak_free"] = {**subset.metrics, "removed_as_copies": int(copied.sum())}
     return result
 
 

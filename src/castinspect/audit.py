@@ -1,0 +1,298 @@
+"""Dataset audit: exact and near-duplicate photos within and across splits, unreadable files,
+class balance, image sizes and modes.
+
+Near-duplicates are the same physical part photographed again or re-augmented: turned by any
+angle, mirrored, shifted, zoomed a little, lit differently. Every part of one product shares its
+design, so a plain image correlation calls all of them alike; what tells two parts apart is the
+detail: casting texture, burrs, pits, shadows. So each photo is reduced to that detail, in polar
+coordinates around the part's centre:
+
+- centre: the point of the part's 180-degree symmetry, found by phase correlation of the photo
+  with itself turned half a turn (sub-pixel, needs no segmentation);
+- detail: the photo minus a blurred copy of itself (a band-pass), unwrapped into polar
+  coordinates, minus each ring's mean (what every rotation shares: the design's rings).
+
+A rotation is then a circular shift along the angle axis and a mirror reverses it. Retrieval: the
+magnitude of the Fourier transform along the angle ignores both, so one matrix product finds
+candidate copies among all photos. Verification: each candidate is aligned exactly (every
+rotation, the mirror, +-2 rings of zoom) by FFT cross-correlation; its normalised correlation at
+the best alignment is the pair's score, and pairs at or above the threshold are near-duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from castinspect.data import class_folders
+from castinspect.io import ImageError, decode_raw, is_image_name, preprocess, to_gray_uint8
+
+AUDIT_SIZE = 128  # pixels: the photo is reduced to this first
+ANGLES = 128  # polar samples around the circle
+RINGS = 96  # log-polar samples along the radius, of which those inside INNER_RADIUS are dropped
+INNER_RADIUS = 0.45  # of the unwrapped radius: inside it lie the hub and most of the vanes, alike on every part
+RING_SHIFTS = 2  # radial shifts tried in verification: a few percent of zoom
+BLUR_SIGMA = 4.0  # the band-pass keeps detail finer than this (pixels at AUDIT_SIZE)
+DEFAULT_THRESHOLD = 0.90  # aligned detail correlation at or above which two photos show one part
+CANDIDATES = 16  # nearest neighbours per photo that are verified
+_WINDOW = cv2.createHanningWindow((AUDIT_SIZE, AUDIT_SIZE), cv2.CV_32F)
+
+
+@dataclass
+class AuditImage:
+    path: str
+    split: str
+    label: str
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Pair:
+    a: int  # index into AuditResult.images
+    b: int
+    score: float  # aligned detail correlation; 1.0 for byte-identical files
+    exact: bool
+
+
+@dataclass
+class AuditResult:
+    images: list[AuditImage]
+    pairs: list[Pair] = field(default_factory=list)
+    threshold: float = DEFAULT_THRESHOLD
+
+
+def file_mode(raw: np.ndarray) -> str:
+    channels = 1 if raw.ndim == 2 else raw.shape[2]
+    return f"{ {1: 'gray', 3: 'colour', 4: 'colour+alpha'}.get(channels, f'{channels}ch') } {raw.dtype}"
+
+
+def symmetry_centre(img: np.ndarray) -> tuple[float, float]:
+    """Centre of the part's half-turn symmetry: the photo turned 180 degrees about the image
+    centre is the photo shifted by twice the part's offset, which phase correlation measures."""
+    turned = np.ascontiguousarray(img[::-1, ::-1])
+    (dx, dy), _ = cv2.phaseCorrelate(turned, img, _WINDOW)
+    n = img.shape[0]
+    return (n - 1) / 2 + dx / 2, (n - 1) / 2 + dy / 2
+
+
+def detail_polar(gray: np.ndarray) -> np.ndarray:
+    """(ANGLES, rings) polar unwrap of the photo's detail about its centre, unit norm."""
+    x = cv2.GaussianBlur(preprocess(gray, AUDIT_SIZE).astype(np.float32), (0, 0), 1.0)
+    centre = symmetry_centre(x)
+    detail = x - cv2.GaussianBlur(x, (0, 0), BLUR_SIGMA)
+    radius = AUDIT_SIZE * 0.46
+    polar = cv2.warpPolar(detail, (RINGS, ANGLES), centre, radius,
+                          cv2.INTER_LINEAR | cv2.WARP_FILL_OUTLIERS | cv2.WARP_POLAR_LOG)
+    first_ring = int(RINGS * np.log(INNER_RADIUS * radius) / np.log(radius))
+    polar = polar[:, first_ring:]
+    polar -= polar.mean(axis=0, keepdims=True)
+    return polar / (np.linalg.norm(polar) + 1e-6)
+
+
+def descriptor(polar: np.ndarray) -> np.ndarray:
+    """Rotation- and mirror-invariant: Fourier magnitudes along the angle, ring by ring."""
+    mag = np.abs(np.fft.rfft(polar, axis=0))[1:ANGLES // 4]
+    d = np.log1p(mag * 50).ravel()
+    d -= d.mean()
+    return (d / (np.linalg.norm(d) + 1e-6)).astype(np.float32)
+
+
+def aligned_scores(query: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """Best correlation of ``query`` with each of ``refs`` over every rotation, the mirror and
+    +-RING_SHIFTS radial shifts (both unit norm, so 1.0 is a perfect match)."""
+    conj_refs = np.conj(np.fft.rfft(refs, axis=1))
+    best = np.full(len(refs), -1.0)
+    mirrored = np.roll(query[::-1], 1, axis=0)
+    for q in (query, mirrored):
+        for shift in range(-RING_SHIFTS, RING_SHIFTS + 1):
+            fq = np.fft.rfft(np.roll(q, shift, axis=1), axis=0)
+            corr = np.fft.irfft(fq[None] * conj_refs, n=query.shape[0], axis=1).sum(axis=2)
+            best = np.maximum(best, corr.max(axis=1))
+    return best
+
+
+def scan(root: str | os.PathLike) -> list[AuditImage]:
+    """Every image file under ROOT/<split>/<class>/ (or ROOT/<class>/, as split "all")."""
+    root = Path(root)
+    splits = [d for d in sorted(root.iterdir()) if d.is_dir() and class_folders(d)] if root.is_dir() else []
+    if not splits and root.is_dir() and class_folders(root):
+        splits = [root]
+    if not splits:
+        raise FileNotFoundError(f"{root}: no class folders with images")
+    out = []
+    for split_dir in splits:
+        split = "all" if split_dir == root else split_dir.name
+        for cls in class_folders(split_dir):
+            for f in sorted((split_dir / cls).iterdir()):
+                if f.is_file() and is_image_name(f):
+                    out.append(AuditImage(str(f), split, cls))
+    return out
+
+
+def _load(item: AuditImage) -> np.ndarray | None:
+    """Hash, size and mode of the file; its log-polar unwrap, or None (error recorded)."""
+    try:
+        data = Path(item.path).read_bytes()
+        item.sha256 = hashlib.sha256(data).hexdigest()
+        raw = decode_raw(data, item.path)
+        item.mode = file_mode(raw)
+        gray = to_gray_uint8(raw, item.path)
+        item.height, item.width = gray.shape
+        return detail_polar(gray)
+    except ImageError as exc:
+        item.error = exc.reason
+    except OSError as exc:
+        item.error = f"cannot read ({exc.strerror or exc})"
+    return None
+
+
+def verified_neighbours(queries: np.ndarray, refs: np.ndarray, candidates: int = CANDIDATES,
+                       same_set: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """For each query polar: its ``candidates`` nearest refs by descriptor, with their aligned
+    scores. ``same_set`` means queries are refs (a photo is not its own neighbour)."""
+    q_desc = np.stack([descriptor(p) for p in queries])
+    r_desc = q_desc if same_set else np.stack([descriptor(p) for p in refs])
+    k = min(candidates, len(refs) - (1 if same_set else 0))
+    if k < 1:
+        return
+    for start in range(0, len(queries), 512):
+        rows = np.arange(start, min(len(queries), start + 512))
+        sims = q_desc[rows] @ r_desc.T
+        if same_set:
+            sims[np.arange(len(rows)), rows] = -np.inf
+        for i, cand in zip(rows, np.argpartition(-sims, k - 1, axis=1)[:, :k]):
+            yield int(i), cand, aligned_scores(queries[i], refs[cand])
+
+
+def find_pairs(polars: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+               candidates: int = CANDIDATES) -> list[tuple[int, int, float]]:
+    """Near-duplicate pairs (i < j, score) among detail polars: retrieval, then verification."""
+    found: dict[tuple[int, int], float] = {}
+    for i, cand, scores in verified_neighbours(polars, polars, candidates, same_set=True):
+        for j, score in zip(cand, scores):
+            if score >= threshold:
+                found[(min(i, int(j)), max(i, int(j)))] = float(score)
+    return [(i, j, s) for (i, j), s in sorted(found.items())]
+
+
+def load_polars(paths: list[str], workers: int | None = None) -> tuple[list[AuditImage], list[np.ndarray | None]]:
+    items = [AuditImage(p, "", "") for p in paths]
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        return items, list(pool.map(_load, items))
+
+
+def copies_in(paths: list[str], reference_paths: list[str], threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """For each of ``paths``: does ``reference_paths`` (e.g. the training photos) hold the same
+    part — byte-identical or a near-duplicate? Unreadable files count as not copied."""
+    items, polars = load_polars(paths)
+    ref_items, ref_polars = load_polars(reference_paths)
+    ref_hashes = {r.sha256 for r in ref_items if r.error is None}
+    refs = np.stack([p for p in ref_polars if p is not None])
+    ok = [i for i, p in enumerate(polars) if p is not None]
+    copied = np.array([it.error is None and it.sha256 in ref_hashes for it in items])
+    if ok and len(refs):
+        for i, _, scores in verified_neighbours(np.stack([polars[i] for i in ok]), refs):
+            copied[ok[i]] |= bool(scores.max() >= threshold)
+    return copied
+
+
+def audit(root: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD, workers: int | None = None) -> AuditResult:
+    images = scan(root)
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        polars = list(pool.map(_load, images))
+    ok = [i for i, p in enumerate(polars) if p is not None]
+    pairs: dict[tuple[int, int], Pair] = {}
+    by_hash: dict[str, list[int]] = {}
+    for i in ok:
+        by_hash.setdefault(images[i].sha256, []).append(i)
+    for group in by_hash.values():
+        for x in range(len(group)):
+            for y in range(x + 1, len(group)):
+                pairs[(group[x], group[y])] = Pair(group[x], group[y], 1.0, True)
+    if ok:
+        for i, j, score in find_pairs(np.stack([polars[i] for i in ok]), threshold):
+            pairs.setdefault((ok[i], ok[j]), Pair(ok[i], ok[j], score, False))
+    return AuditResult(images, sorted(pairs.values(), key=lambda p: (p.a, p.b)), threshold)
+
+
+def groups(n: int, pairs: list[Pair]) -> np.ndarray:
+    """Group id per image: connected components of the duplicate pairs (union-find)."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for p in pairs:
+        ra, rb = root(p.a), root(p.b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def summarize(result: AuditResult) -> dict:
+    """The audit as JSON-ready numbers. Cross-split counts are files of every other split (test,
+    val, ...) that have a copy in ``train``: the leak that inflates a test score."""
+    imgs = result.images
+    splits = sorted({m.split for m in imgs})
+    ref = "train" if "train" in splits else splits[0]
+    exact_x: set[int] = set()
+    near_x: set[int] = set()
+    near_within: dict[str, set[int]] = {s: set() for s in splits}
+    exact_within: dict[str, set[int]] = {s: set() for s in splits}
+    for p in result.pairs:
+        sa, sb = imgs[p.a].split, imgs[p.b].split
+        if sa == sb:
+            near_within[sa].update((p.a, p.b))
+            if p.exact:
+                exact_within[sa].update((p.a, p.b))
+            continue
+        for query, other in ((p.a, p.b), (p.b, p.a)):
+            if imgs[query].split != ref and imgs[other].split == ref:
+                near_x.add(query)
+                if p.exact:
+                    exact_x.add(query)
+    counts: dict[str, dict[str, int]] = {}
+    sizes: dict[str, int] = {}
+    modes: dict[str, int] = {}
+    for m in imgs:
+        counts.setdefault(m.split, {}).setdefault(m.label, 0)
+        counts[m.split][m.label] += 1
+        if m.error is None:
+            sizes[f"{m.width}x{m.height}"] = sizes.get(f"{m.width}x{m.height}", 0) + 1
+            modes[m.mode] = modes.get(m.mode, 0) + 1
+    group_ids = groups(len(imgs), result.pairs)
+    return {
+        "images": len(imgs),
+        "reference_split": ref,
+        "threshold": result.threshold,
+        "class_counts": counts,
+        "sizes": sizes,
+        "modes": modes,
+        "unreadable": [{"path": m.path, "reason": m.error} for m in imgs if m.error],
+        "exact_cross_split": len(exact_x),
+        "near_cross_split": len(near_x),
+        "exact_within_split": {s: len(v) for s, v in exact_within.items()},
+        "near_within_split": {s: len(v) for s, v in near_within.items()},
+        "groups": int(group_ids.max() + 1) if len(imgs) else 0,
+        # the same part under two labels: label noise, or a defect some views do not show
+        "label_conflicts": sum(1 for p in result.pairs if imgs[p.a].label != imgs[p.b].label),
+        "pairs": [{"a": imgs[p.a].path, "b": imgs[p.b].path, "split_a": imgs[p.a].split,
+                   "split_b": imgs[p.b].split, "label_a": imgs[p.a].label, "label_b": imgs[p.b].label,
+                   "score": round(p.score, 5), "exact": p.exact}
+                  for p in sorted(result.pairs, key=lambda p: -p.score)],
+    }
