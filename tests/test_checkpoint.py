@@ -31,3 +31,18 @@ def test_refuses_non_checkpoints_and_newer_formats(tmp_path, trained_run):
     save_checkpoint(trained_run[0].checkpoint, tmp_path / "new.ckpt", extra={"format_version": FORMAT_VERSION + 1})
     with pytest.raises(ValueError, match="newer"):
         load_checkpoint(tmp_path / "new.ckpt")
+
+
+def test_temperature_round_trip_and_use(trained_run, tmp_path, synth_root):
+    import dataclasses
+
+    from castinspect.predict import Predictor
+
+    ckpt = dataclasses.replace(trained_run[0].checkpoint, temperature=4.0)
+    save_checkpoint(ckpt, tmp_path / "t.ckpt")
+    assert load_checkpoint(tmp_path / "t.ckpt").temperature == 4.0
+    files = sorted(str(p) for p in synth_root.glob("test/*/*.jpeg"))[:8]
+    hot = Predictor.load(tmp_path / "t.ckpt").predict(files)
+    base = Predictor(dataclasses.replace(ckpt, temperature=1.0)).predict(files)
+    assert [h.label for h in hot] == [b.label for b in base]  # same ranking, same decisions at 0.5
+    assert all(abs(h.score - 0.5) <= abs(b.score - 0.5) + 1e-9 for h, b in zip(hot, base))

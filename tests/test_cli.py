@@ -97,3 +97,14 @@ def test_evaluate_leak_free_subset_sets_copies_aside(model_path, synth_root, tmp
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["evaluation"]["n"] == 61
     assert m["leak_free"]["removed_as_copies"] == 1 and m["leak_free"]["n"] == 60
+
+
+def test_review_band_in_predict_and_evaluate(model_path, synth_root, tmp_path):
+    f = str(next((synth_root / "test" / "ok_front").iterdir()))
+    r = runner.invoke(app, ["predict", f, "--model", str(model_path), "--review-band", "0", "1", "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["decision"] == "review"
+    r = runner.invoke(app, ["evaluate", str(synth_root / "test"), "--model", str(model_path),
+                            "--review-band", "0.3", "0.7", "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())["evaluation"]
+    assert m["review_band"] == [0.3, 0.7] and 0 <= m["review_share"] <= 1 and len(m["reliability"]) == 10

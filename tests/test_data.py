@@ -41,3 +41,17 @@ def test_decode_set_skips_bad_files_or_fails_when_strict(synth_root, tmp_path):
     assert len(decoded.paths) == len(decoded.labels) == len(images) - 1
     with pytest.raises(ImageError, match="zz_broken"):
         decode_set(images, 32, strict=True)
+
+
+def test_group_split_keeps_groups_whole_and_classes_balanced():
+    from castinspect.data import stratified_group_split
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), rng.integers(1, 8, 60))
+    labels = (groups % 3 == 0).astype(int)  # a group's photos share a label
+    keep, held = stratified_group_split(labels, groups, 0.2, seed=1)
+    assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == len(labels)
+    assert not set(groups[keep]) & set(groups[held])  # no part on both sides
+    for c in (0, 1):
+        share = (labels[held] == c).sum() / (labels == c).sum()
+        assert 0.1 <= share <= 0.35

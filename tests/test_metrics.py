@@ -71,3 +71,32 @@ def test_summarize_three_classes():
     m = summarize(labels, probs, preds, ["ok", "hole", "burr"], ok_index=0, threshold=0.5)
     assert m["accuracy"] == 0.75
     assert m["false_rejects"] == 1 and m["escapes"] == 0
+
+
+def test_fit_temperature_recovers_overconfidence():
+    from castinspect.metrics import fit_temperature
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (4000, 2))
+    p1 = np.exp(z[:, 1]) / np.exp(z).sum(axis=1)
+    labels = (rng.random(4000) < p1).astype(int)  # labels drawn from softmax(z): calibrated at T = 1
+    assert fit_temperature(z, labels) == pytest.approx(1.0, rel=0.1)
+    assert fit_temperature(3 * z, labels) == pytest.approx(3.0, rel=0.1)  # overconfident logits
+
+
+def test_review_band_by_hand():
+    from castinspect.metrics import review_summary
+
+    y = np.array([1, 1, 0, 0, 1])
+    p = np.array([0.95, 0.3, 0.6, 0.05, 0.1])
+    r = review_summary(y, p, 0.2, 0.7)
+    assert r["reviewed"] == 2 and r["review_share"] == pytest.approx(0.4)
+    assert r["auto_escapes"] == 1 and r["auto_false_rejects"] == 0
+
+
+def test_reliability_bins():
+    from castinspect.metrics import reliability
+
+    rows = reliability(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.91, 0.5]), bins=10)
+    assert rows[9]["n"] == 2 and rows[9]["observed"] == 1.0 and rows[0]["observed"] == 0.0
+    assert rows[5]["n"] == 1 and rows[3]["n"] == 0 and rows[3]["mean_p"] is None

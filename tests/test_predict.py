@@ -53,5 +53,8 @@ def test_threshold_override_moves_decisions(model_path, synth_root):
 
 
 def test_review_band(model_path, synth_root):
-    predictor = Predictor.load(model_path, review_band=(0.0, 1.01))
-    assert {r.decision for r in predictor.predict(_files(synth_root)[:5])} == {"review"}
+    results = Predictor.load(model_path, review_band=(0.0, 1.0)).predict(_files(synth_root)[:5])
+    assert all(r.decision == "review" for r in results if r.p_defect < 1.0)
+    assert any(r.decision == "review" for r in results)
+    with pytest.raises(ValueError, match="review band"):
+        Predictor.load(model_path, review_band=(0.8, 0.2))

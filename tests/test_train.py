@@ -55,3 +55,23 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_validation_split_keeps_copies_of_a_part_together(synth_root, tmp_path):
+    import shutil
+
+    import cv2
+
+    from castinspect.train import split_train_val
+
+    root = tmp_path / "d"
+    shutil.copytree(synth_root / "train", root / "train")
+    originals = sorted((root / "train" / "ok_front").iterdir())[:20]
+    for f in originals:  # a turned copy of each: the same part photographed again
+        cv2.imwrite(str(f.with_name(f.stem + "_turned.png")), cv2.rotate(cv2.imread(str(f)), cv2.ROTATE_90_CLOCKWISE))
+    cfg = tiny_config(1)
+    train, val, _ = split_train_val(cfg, root)
+    val_names = {p.split("/")[-1] for p in val.paths}
+    for f in originals:
+        assert (f.name in val_names) == (f.stem + "_turned.png" in val_names), f.name
+    assert 0.1 < len(val.paths) / (len(train.paths) + len(val.paths)) < 0.3

@@ -28,6 +28,7 @@ class Checkpoint:
     threshold: float
     state_dict: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)  # training data summary, metrics, epochs
+    temperature: float = 1.0  # calibration: probabilities are softmax(logits / temperature)
 
     @property
     def model_id(self) -> str:
@@ -52,6 +53,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, extra: dict[str, 
         "classes": list(ckpt.classes),
         "ok_index": int(ckpt.ok_index),
         "threshold": float(ckpt.threshold),
+        "temperature": float(ckpt.temperature),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
         "info": ckpt.info,
         **(extra or {}),
@@ -85,6 +87,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         threshold=float(payload["threshold"]),
         state_dict=payload["state_dict"],
         info=payload.get("info", {}),
+        temperature=float(payload.get("temperature", 1.0)),
     )
 
 

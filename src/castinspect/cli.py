@@ -27,6 +27,8 @@ err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay grepp
 
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
+ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
+    help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
 
 
 def _version(value: bool) -> None:
@@ -78,7 +80,7 @@ class BarProgress:
 
 @app.command()
 def train(
-    data_root: Annotated[Path, typer.Argument(help="Dataset root: ROOT/train/<class>/ (Kaggle layout) or ROOT/<class>/.")],
+    data_root: Annotated[Path, typer.Argument(help="ROOT/train/<class>/ (Kaggle layout), ROOT/<class>/, or a split manifest.")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<time>).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options below override it.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
@@ -123,13 +125,15 @@ def train(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Argument(help="Folder of class folders, e.g. casting_data/test.")],
+    data_dir: Annotated[Path, typer.Argument(help="Folder of class folders (e.g. casting_data/test) or a split manifest.")],
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
+    review_band: ReviewOpt = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics here.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     train_root: Annotated[Optional[Path], typer.Option(help="Training photos: also report the subset of parts not among them.")] = None,
+    split_name: Annotated[str, typer.Option("--split", help="With a manifest: which split to evaluate.")] = "test",
 ) -> None:
     """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects, AUCs.
     With --train-root, also the leak-free subset: photos with no near-copy in the training data.
@@ -140,8 +144,8 @@ def evaluate(
     from castinspect.predict import Predictor
 
     try:
-        predictor = Predictor.load(model, threshold=threshold)
-        result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band)
+        result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root, split=split_name)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for e in result.errors:
@@ -149,7 +153,7 @@ def evaluate(
     metrics = {"model": predictor.model_id, "threshold": predictor.threshold, "data": str(data_dir),
                "evaluation": result.metrics}
     if "leak_free" in result.metrics:
-        metrics["leak_free"] = result.metrics["leak_free"]
+        metrics["leak_free"] = result.metrics.pop("leak_free")
         err.print(f"leak-free subset: {metrics['leak_free']['n']} photos; "
                   f"{metrics['leak_free']['removed_as_copies']} set aside as copies of training photos",
                   highlight=False)
@@ -171,9 +175,11 @@ def _print_metrics(metrics: dict, sections: list[str]) -> None:
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
             ("ROC-AUC", "roc_auc", "{:.5f}"), ("PR-AUC", "pr_auc", "{:.5f}"), ("Brier", "brier", "{:.5f}"),
-            ("ECE", "ece", "{:.5f}")]
+            ("ECE", "ece", "{:.5f}"), ("share sent to review", "review_share", "{:.4f}"),
+            ("escapes outside review", "auto_escapes", "{}"), ("false rejects outside review", "auto_false_rejects", "{}")]
     for label, key, fmt in rows:
-        table.add_row(label, *[_fmt(metrics[s].get(key), fmt) for s in sections])
+        if any(key in metrics[s] for s in sections):
+            table.add_row(label, *[_fmt(metrics[s].get(key), fmt) for s in sections])
     out.print(table)
 
 
@@ -186,6 +192,7 @@ def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
+    review_band: ReviewOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     annotate: Annotated[Optional[Path], typer.Option(help="Write an annotated PNG per image into this folder.")] = None,
 ) -> None:
@@ -199,7 +206,7 @@ def predict(
     if fmt not in ("table", "csv", "json"):
         _fail(f"--format must be table, csv or json, not {fmt!r}")
     try:
-        predictor = Predictor.load(model, threshold=threshold)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     files = expand_paths(paths)
@@ -272,6 +279,35 @@ def audit(
 
 
 @app.command()
+def split(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root: every photo under it is pooled.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")] = Path("split.csv"),
+    val: Annotated[float, typer.Option(help="Share of photos for validation.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Share of photos for test.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a leak-free train/val/test manifest: photos of one part (near-duplicates) stay on one
+    side. `train` and `evaluate` accept the manifest in place of a folder.
+
+    Example: castinspect split ../shared/data/casting_data --out split.csv
+    """
+    from castinspect.split import make_split
+
+    try:
+        result = make_split(data_root, out_path, val, test, seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"{result['manifest']}: {result['groups']} groups of photos of one part")
+    table.add_column("split")
+    classes = list(next(iter(result["counts"].values())))
+    for c in classes:
+        table.add_column(c, justify="right")
+    for name, counts in result["counts"].items():
+        table.add_row(name, *[str(counts[c]) for c in classes])
+    out.print(table)
+
+
+@app.command()
 def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")] = None) -> None:
     """Show a model's classes, threshold, input size, size, training data and metrics.
 
@@ -292,6 +328,7 @@ def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (defau
         "classes": ckpt.classes,
         "ok_class": ckpt.classes[ckpt.ok_index],
         "threshold": ckpt.threshold,
+        "temperature": ckpt.temperature,
         "input_size": ckpt.config.model.input_size,
         "size": ckpt.config.model.size,
         "parameters": sum(p.numel() for p in net.parameters()),

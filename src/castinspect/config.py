@@ -30,6 +30,9 @@ class DataConfig:
     ok_class: str | None = None  # with several defect types, the good-part class (default: "ok*")
     val_fraction: float = 0.15  # carved from train, stratified, seeded; never the test split
     split_seed: int = 0  # apart from train.seed, so runs with different seeds share one validation set
+    # Keep photos of one physical part (near-duplicates, found as by `castinspect audit`) on one
+    # side of the validation split, so validation measures parts the model has not seen.
+    grouped_split: bool = True
     strict: bool = False  # unreadable files are fatal instead of skipped
 
 
@@ -82,6 +85,7 @@ class TrainConfig:
     bf16: str = "auto"  # "auto" (on where the CPU has AMX), "on", "off"
     threads: int = 0  # 0: leave torch's default (all physical cores)
     target_recall: float | None = None  # choose the threshold on validation for this defect recall
+    calibrate: bool = True  # temperature scaling on validation
 
 
 @dataclass

@@ -7,6 +7,7 @@ epochs never touch a JPEG again.
 
 from __future__ import annotations
 
+import csv
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -93,6 +94,38 @@ def load_folder(root: str | os.PathLike, classes: list[str] | None = None) -> Im
     return ImageSet(paths, np.asarray(labels, dtype=np.int64), list(classes))
 
 
+MANIFEST_FIELDS = ["path", "label", "split", "group"]
+
+
+def is_manifest(source: str | os.PathLike) -> bool:
+    """A split manifest (CSV written by ``castinspect split``) rather than a folder."""
+    return str(source).lower().endswith(".csv") and Path(source).is_file()
+
+
+def read_manifest(path: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:
+    """The rows of one split; labels index ``classes`` (default: every label in the manifest)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = set(MANIFEST_FIELDS[:3]) - set(rows[0] if rows else MANIFEST_FIELDS)
+    if missing or not rows:
+        raise ValueError(f"{path}: not a castinspect manifest (columns path,label,split,group expected)")
+    classes = classes or sorted({r["label"] for r in rows})
+    chosen = [r for r in rows if r["split"] == split]
+    unknown = sorted({r["label"] for r in chosen} - set(classes))
+    if unknown:
+        raise ValueError(f"{path}: labels {unknown} are not among the model's {classes}")
+    base = Path(path).parent  # relative paths are relative to the manifest
+    return ImageSet([str(base / r["path"]) if not os.path.isabs(r["path"]) else r["path"] for r in chosen],
+                    np.array([classes.index(r["label"]) for r in chosen], dtype=np.int64), classes)
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split keeping each class's share: returns (keep_idx, held_out_idx), both sorted."""
     rng = np.random.default_rng(seed)
@@ -106,6 +139,33 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
     keep_idx = np.setdiff1d(np.arange(len(labels)), held_idx)
     return keep_idx, held_idx
+
+
+def stratified_group_split(labels: np.ndarray, groups: np.ndarray, fraction: float,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``stratified_split``, but whole groups (photos of one part) go to one side.
+
+    Groups are shuffled (seeded) and, class by class (a group's class is its most common label),
+    taken into the held-out side until that class's share is reached.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.unique(groups))
+    group_class = {g: np.bincount(labels[groups == g]).argmax() for g in ids}
+    held_groups: list[int] = []
+    for c in np.unique(labels):
+        target = fraction * (labels == c).sum()
+        taken = 0
+        for g in ids:
+            if group_class[g] != c or taken >= target:
+                continue
+            size = int((groups == g).sum())
+            if taken + size > 1.5 * target and taken > 0:
+                continue  # a group this big would overshoot: try a smaller one
+            held_groups.append(g)
+            taken += size
+    held = np.isin(groups, held_groups)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def decode_set(images: ImageSet, size: int, strict: bool = False, workers: int | None = None) -> Decoded:

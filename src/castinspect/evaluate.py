@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from castinspect.checkpoint import Checkpoint, save_checkpoint
-from castinspect.data import Decoded, decode_set, load_folder, split_dir
+from castinspect.data import Decoded, ImageSet, decode_set, is_manifest, load_folder, read_manifest, split_dir
 from castinspect.io import ImageError
-from castinspect.metrics import summarize
+from castinspect.metrics import reliability, review_summary, summarize
 from castinspect.predict import Predictor
 from castinspect.records import Inspection
 
@@ -35,29 +35,41 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
     preds = np.array([predictor.classes.index(i.label) for i in inspections], dtype=np.int64)
     metrics = summarize(labels, probs, preds, predictor.classes, predictor.ok_index,
                         predictor.threshold)
+    y = (labels != predictor.ok_index).astype(int)
+    p_defect = 1.0 - probs[:, predictor.ok_index]
+    metrics["reliability"] = reliability(y, p_defect)
+    if predictor.review_band is not None:
+        metrics.update(review_summary(y, p_defect, *predictor.review_band))
     metrics["misclassified"] = [
         {"path": insp.source, "true": predictor.classes[t], "label": insp.label, "p_defect": insp.p_defect}
         for insp, t, p in zip(inspections, labels, preds) if t != p]
     return Evaluation(name, metrics, labels, probs, inspections)
 
 
-def evaluate(predictor: Predictor, data_dir: str | os.PathLike, strict: bool = False,
-             train_root: str | os.PathLike | None = None) -> Evaluation:
-    """Judge every image under ``data_dir/<class>/`` and compare with the folder labels.
+def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: bool = False,
+             train_root: str | os.PathLike | None = None, split: str = "test") -> Evaluation:
+    """Judge every image of ``data`` — a folder of class folders, a manifest (its ``split``
+    rows) or an ImageSet — and compare with the labels.
 
     With ``train_root`` (the training photos, or a dataset root holding ``train/``), the photos
     whose part also appears there (byte-identical or a near-duplicate, see ``audit.py``) are set
     aside, and ``metrics["leak_free"]`` holds the metrics of the rest: parts the model never saw.
     """
-    images = load_folder(data_dir, predictor.classes)
+    if isinstance(data, ImageSet):
+        images = data
+    elif is_manifest(data):
+        images = read_manifest(data, split, predictor.classes)
+    else:
+        images = load_folder(data, predictor.classes)
     decoded = decode_set(images, predictor.input_size, strict=strict)
-    result = evaluate_arrays(predictor, str(data_dir), decoded.images, decoded.labels, decoded.paths)
+    result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths)
     result.errors = decoded.errors
     result.metrics["unreadable"] = [str(e) for e in decoded.errors]
     if train_root is not None:
         from castinspect.audit import copies_in
 
-        train_paths = load_folder(split_dir(train_root, "train")).paths
+        train_paths = (read_manifest(train_root, "train").paths if is_manifest(train_root)
+                       else load_folder(split_dir(train_root, "train")).paths)
         copied = copies_in(decoded.paths, train_paths)
         keep = np.flatnonzero(~copied)
         subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
@@ -82,7 +94,7 @@ def _finite(obj):
 
 
 def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
-               test_dir: str | os.PathLike | None) -> dict:
+               test: ImageSet | None) -> dict:
     """After training: metrics on validation (what chose the model) and, for reporting only, on
     the test split when there is one. Writes metrics.json and report.html; returns the metrics."""
     from castinspect.report import write_report  # matplotlib is imported only when reporting
@@ -90,9 +102,8 @@ def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
     run_dir = Path(run_dir)
     predictor = Predictor(ckpt)
     results = [evaluate_arrays(predictor, "validation", val.images, val.labels, val.paths)]
-    if test_dir is not None:
-        results.append(evaluate(predictor, test_dir))
-        results[-1].name = "test"
+    if test is not None:
+        results.append(evaluate(predictor, test))
     metrics = {
         "model": predictor.model_id,
         "threshold": predictor.threshold,

@@ -87,6 +87,44 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(ece)
 
 
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature scaling: the T minimising the cross-entropy of softmax(logits / T) on held-out
+    data (validation, never test). One parameter, so the ranking — and ROC — cannot change."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-log_p[np.arange(len(labels)), labels].mean())
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 241))  # steps of about 2.5%
+    return float(grid[int(np.argmin([nll(t) for t in grid]))])
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per bin of predicted p(defect): count, mean predicted p and observed defect rate."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return [{"lo": b / bins, "hi": (b + 1) / bins, "n": int((idx == b).sum()),
+             "mean_p": float(p[idx == b].mean()) if (idx == b).any() else None,
+             "observed": float(y[idx == b].mean()) if (idx == b).any() else None} for b in range(bins)]
+
+
+def review_summary(y: np.ndarray, p: np.ndarray, lo: float, hi: float) -> dict[str, float | int]:
+    """A review band: parts with lo <= p < hi go to a person; the rest are decided automatically.
+    Escapes and false rejects count only the automatic decisions."""
+    y, p = np.asarray(y), np.asarray(p)
+    review = (p >= lo) & (p < hi)
+    return {
+        "review_band": [float(lo), float(hi)],
+        "review_share": float(review.mean()) if len(p) else float("nan"),
+        "reviewed": int(review.sum()),
+        "auto_escapes": int(((y == 1) & (p < lo)).sum()),
+        "auto_false_rejects": int(((y == 0) & (p >= hi)).sum()),
+    }
+
+
 def choose_threshold(y: np.ndarray, p: np.ndarray, target_recall: float) -> float:
     """The highest threshold whose defect recall is >= target_recall (fewest good parts scrapped).
 

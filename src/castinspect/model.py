@@ -115,11 +115,21 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
+def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class logits (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
     model.eval()
     images = torch.as_tensor(images)
-    out = []
-    for i in range(0, len(images), batch_size):
-        out.append(torch.softmax(model(to_input(images[i:i + batch_size])), dim=1))
+    out = [model(to_input(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def predict_probs(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+                  temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities (N, C): softmax of the logits divided by the calibration temperature."""
+    return softmax(predict_logits(model, images, batch_size), temperature)

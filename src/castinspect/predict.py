@@ -37,6 +37,8 @@ class Predictor:
                  review_band: tuple[float, float] | None = None, workers: int | None = None) -> None:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+        if review_band is not None and not 0.0 <= review_band[0] <= review_band[1] <= 1.0:
+            raise ValueError(f"review band must be 0 <= LO <= HI <= 1, not {review_band}")
         self.checkpoint = checkpoint
         self.classes = checkpoint.classes
         self.ok_index = checkpoint.ok_index
@@ -54,7 +56,7 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""
-        return predict_probs(self.model, images)
+        return predict_probs(self.model, images, temperature=self.checkpoint.temperature)
 
     def judge(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
         """Turn probabilities into Inspections at this predictor's threshold."""

@@ -59,6 +59,20 @@ def plot_roc_pr(y: np.ndarray, p: np.ndarray) -> plt.Figure:
     return fig
 
 
+def plot_reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> plt.Figure:
+    """Observed defect rate against predicted p(defect), per bin; the diagonal is perfect."""
+    from castinspect.metrics import reliability
+
+    rows = [r for r in reliability(y, p, bins) if r["n"]]
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.plot([r["mean_p"] for r in rows], [r["observed"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(str(r["n"]), (r["mean_p"], r["observed"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.set(xlabel="predicted p(defect)", ylabel="observed defect rate", title="Reliability", xlim=(0, 1), ylim=(0, 1))
+    return fig
+
+
 def plot_history(rows: list[dict]) -> plt.Figure:
     ep = [int(r["epoch"]) for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.0))
@@ -131,7 +145,8 @@ def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor
     classes = predictor.classes
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>model <code>{predictor.model_id}</code>, input {predictor.input_size}px, "
-             f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold)</p>"]
+             f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold), "
+             f"calibration temperature {predictor.checkpoint.temperature:.3f}</p>"]
     if history_csv and Path(history_csv).exists():
         parts.append(f'<h2>Training</h2><img src="{_fig_to_uri(plot_history(read_history(history_csv)))}">')
     for ev in results:
@@ -140,12 +155,13 @@ def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor
         p = 1 - ev.probs[:, predictor.ok_index]
         parts.append(f"<h2>{html.escape(ev.name)}</h2>")
         if ev.name == "test":
-            parts.append('<p class="note">The standard test split of the casting dataset holds '
-                         "near-copies of training photos; it was used for nothing but this report.</p>")
+            parts.append('<p class="note">Used for nothing but this report: no model, threshold or '
+                         "calibration was chosen on it.</p>")
         parts.append(_metrics_table(m))
         parts.append(f'<p><img src="{_fig_to_uri(plot_confusion(np.array(m["confusion_matrix"]), classes))}">')
         if 0 < y.sum() < len(y):
-            parts.append(f'<img src="{_fig_to_uri(plot_roc_pr(y, p))}"></p>')
+            parts.append(f'<img src="{_fig_to_uri(plot_roc_pr(y, p))}">')
+        parts.append(f'<img src="{_fig_to_uri(plot_reliability(y, p))}"></p>')
         parts.append("<h3>Misclassified</h3>" + _errors_section(ev, classes))
         if ev.errors:
             items = "".join(f"<li>{html.escape(str(e))}</li>" for e in ev.errors)

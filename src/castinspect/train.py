@@ -24,11 +24,13 @@ import torch.nn.functional as F
 from castinspect.augment import augment_batch
 from castinspect.checkpoint import Checkpoint, load_resume_state, save_checkpoint
 from castinspect.config import Config
-from castinspect.data import Decoded, decode_set, load_folder, split_dir, stratified_split
+from castinspect.data import (Decoded, ImageSet, decode_set, is_manifest, load_folder, read_manifest, split_dir,
+                              stratified_group_split, stratified_split)
 from castinspect.decision import resolve_ok_index
 from castinspect.io import ImageError
-from castinspect.metrics import choose_threshold
-from castinspect.model import build_model, count_flops, count_parameters, predict_probs, to_input
+from castinspect.metrics import choose_threshold, fit_temperature
+from castinspect.model import (build_model, count_flops, count_parameters, predict_logits, predict_probs, softmax,
+                               to_input)
 from castinspect.runtime import seed_everything, set_threads, tune_allocator, use_bf16
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -71,9 +73,25 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def split_train_val(cfg: Config, data_root: str | os.PathLike) -> tuple[Decoded, Decoded, list[ImageError]]:
+    """Decoded training and validation photos: a manifest's train and val rows as written, or a
+    validation split carved from a folder's ``train`` photos (grouped by part by default)."""
+    if is_manifest(data_root):
+        train_set = read_manifest(data_root, "train")
+        train = decode_set(train_set, cfg.model.input_size, strict=cfg.data.strict)
+        val = decode_set(read_manifest(data_root, "val", train_set.classes), cfg.model.input_size,
+                         strict=cfg.data.strict)
+        if not len(train.labels) or not len(val.labels):
+            raise ValueError(f"{data_root}: the manifest needs readable train and val rows")
+        return train, val, train.errors + val.errors
     images = load_folder(split_dir(data_root, "train"))
     decoded = decode_set(images, cfg.model.input_size, strict=cfg.data.strict)
-    keep, held = stratified_split(decoded.labels, cfg.data.val_fraction, cfg.data.split_seed)
+    if cfg.data.grouped_split:
+        from castinspect.audit import group_photos
+
+        groups = group_photos(decoded.paths)
+        keep, held = stratified_group_split(decoded.labels, groups, cfg.data.val_fraction, cfg.data.split_seed)
+    else:
+        keep, held = stratified_split(decoded.labels, cfg.data.val_fraction, cfg.data.split_seed)
     if len(held) == 0 or len(keep) == 0:
         raise ValueError("too few readable training images to carve a validation split")
 
@@ -187,7 +205,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
 
     model.load_state_dict(best_state)
     model = model.to(memory_format=torch.contiguous_format)
-    val_probs = predict_probs(model, val.images)
+    val_logits = predict_logits(model, val.images)
+    temperature = fit_temperature(val_logits, val.labels) if tc.calibrate else 1.0
+    val_probs = softmax(val_logits, temperature)
     threshold = 0.5
     if tc.target_recall is not None:
         threshold = choose_threshold((val.labels != ok_index).astype(int), 1 - val_probs[:, ok_index],
@@ -195,6 +215,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     seconds = time.perf_counter() - t_start
     info = {
         "data": {"root": str(data_root), "train": train_counts(train), "val": train_counts(val),
+                 "val_split": "grouped by part" if cfg.data.grouped_split else "stratified by photo",
                  "skipped": [str(e) for e in skipped]},
         "epochs_run": len(history),
         "best_epoch": int(np.argmin([h["val_loss"] for h in history]) + 1),
@@ -205,7 +226,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
         "threshold_rule": "0.5" if tc.target_recall is None else f"validation recall >= {tc.target_recall}",
     }
     ckpt = Checkpoint(cfg, classes, ok_index, threshold,
-                      {k: v.contiguous() for k, v in model.state_dict().items()}, info)
+                      {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature)
     save_checkpoint(ckpt, run_dir / "model.ckpt")
     return TrainResult(run_dir, ckpt, history, val, skipped, seconds)
 
@@ -217,11 +238,12 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
     from castinspect.evaluate import finish_run
 
     result = fit(cfg, data_root, run_dir, resume=resume, progress=progress)
-    try:
-        test_dir = split_dir(data_root, "test")
-    except FileNotFoundError:
-        test_dir = None
-    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test_dir)
+    test: ImageSet | None = None
+    if is_manifest(data_root):
+        test = read_manifest(data_root, "test", result.checkpoint.classes)
+    elif (Path(data_root) / "test").is_dir():
+        test = load_folder(split_dir(data_root, "test"), result.checkpoint.classes)
+    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test if test and len(test) else None)
     return result, metrics
 
 
