@@ -46,5 +46,6 @@ def test_bundled_model_on_real_test_split():
     assert m["n"] == 715 and not result.errors
     # Golden check: the numbers recorded when the model was bundled must not drift.
     recorded = predictor.checkpoint.info["metrics"]["test"]
-    assert m["errors"] == recorded["errors"] and m["escapes"] == recorded["escapes"]
-    assert m["accuracy"] >= 0.99
+    for key in ("errors", "escapes", "false_rejects"):
+        assert m[key] == recorded[key], key
+    assert m["accuracy"] >= 0.95  # far above chance: a broken model or preprocessing fails here

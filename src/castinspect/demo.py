@@ -34,7 +34,7 @@ def run_demo(out_dir: str | os.PathLike, model: str | os.PathLike | None = None)
     """Judge the samples, write ``out_dir/index.html``; returns the inspections and the page."""
     predictor = Predictor.load(model)
     paths = sample_paths()
-    results = predictor.predict([str(p) for p in paths])
+    results = predictor.predict([str(p) for p in paths], names=[f"{p.parent.name}/{p.name}" for p in paths])
     cards = []
     for path, insp in zip(paths, results):
         truth = path.parent.name

@@ -205,13 +205,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
 
     model.load_state_dict(best_state)
     model = model.to(memory_format=torch.contiguous_format)
-    val_logits = predict_logits(model, val.images)
-    temperature = fit_temperature(val_logits, val.labels) if tc.calibrate else 1.0
-    val_probs = softmax(val_logits, temperature)
-    threshold = 0.5
-    if tc.target_recall is not None:
-        threshold = choose_threshold((val.labels != ok_index).astype(int), 1 - val_probs[:, ok_index],
-                                     tc.target_recall)
+    temperature, threshold = operating_point(model, val, ok_index, tc.calibrate, tc.target_recall)
     seconds = time.perf_counter() - t_start
     info = {
         "data": {"root": str(data_root), "train": train_counts(train), "val": train_counts(val),
@@ -245,6 +239,18 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         test = load_folder(split_dir(data_root, "test"), result.checkpoint.classes)
     metrics = finish_run(result.run_dir, result.checkpoint, result.val, test if test and len(test) else None)
     return result, metrics
+
+
+def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int, calibrate: bool = True,
+                    target_recall: float | None = None) -> tuple[float, float]:
+    """(temperature, threshold), both chosen on validation: temperature scaling, then the highest
+    threshold whose defect recall on validation is >= target_recall (0.5 without a target)."""
+    logits = predict_logits(model, val.images)
+    temperature = fit_temperature(logits, val.labels) if calibrate else 1.0
+    if target_recall is None:
+        return temperature, 0.5
+    p_defect = 1 - softmax(logits, temperature)[:, ok_index]
+    return temperature, choose_threshold((val.labels != ok_index).astype(int), p_defect, target_recall)
 
 
 def train_counts(part: Decoded) -> dict[str, int]:
