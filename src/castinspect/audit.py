@@ -156,7 +156,7 @@ def scan(root: str | os.PathLike) -> list[AuditImage]:
 
 
 def _load(item: AuditImage) -> np.ndarray | None:
-    """Hash, size and mode of the file; its log-polar unwrap, or None (error recorded)."""
+    """Hash, size and mode of the file; its detail polar, or None (the error is recorded)."""
     try:
         data = Path(item.path).read_bytes()
         item.sha256 = hashlib.sha256(data).hexdigest()
