@@ -45,8 +45,9 @@ def test_split_keeps_parts_whole(root_with_copies, tmp_path):
         by_group.setdefault(r["group"], set()).add(r["split"])
     assert all(len(s) == 1 for s in by_group.values())
     assert result["groups"] == len(by_group) == 2 * 60
+    assert sum(result["counts"][name]["groups"] for name in ("train", "val", "test")) == len(by_group)
     for name, share in (("test", 0.2), ("val", 0.2)):
-        n = sum(result["counts"][name].values())
+        n = result["counts"][name]["def_front"] + result["counts"][name]["ok_front"]
         assert 0.1 * 200 <= n <= 0.3 * 200, (name, n)
     assert read_manifest(tmp_path / "m.csv", "test").classes == ["def_front", "ok_front"]
 

@@ -266,7 +266,7 @@ def audit(
     table.add_column("finding")
     table.add_column("value", justify="right")
     for key in ("images", "unreadable", "exact_cross_split", "near_cross_split", "near_within_split",
-                "groups", "label_conflicts", "class_counts", "sizes", "modes"):
+                "groups", "group_size_median", "group_size_max", "label_conflicts", "class_counts", "sizes", "modes"):
         value = summary[key]
         table.add_row(key, str(len(value) if key == "unreadable" else value))
     out.print(table)

@@ -36,6 +36,6 @@ def make_split(root: str | os.PathLike, out: str | os.PathLike, val_fraction: fl
              "split": split[i], "group": int(groups[i])} for i, p in enumerate(paths)]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_manifest(out, rows)
-    counts = {s: {c: int(((split == s) & (labels == k)).sum()) for k, c in enumerate(classes)}
-              for s in ("train", "val", "test")}
+    counts = {s: {**{c: int(((split == s) & (labels == k)).sum()) for k, c in enumerate(classes)},
+                  "groups": len(np.unique(groups[split == s]))} for s in ("train", "val", "test")}
     return {"manifest": str(out), "groups": int(groups.max() + 1), "counts": counts}
