@@ -7,10 +7,11 @@ design, so a plain image correlation calls all of them alike; what tells two par
 detail: casting texture, burrs, pits, shadows. So each photo is reduced to that detail, in polar
 coordinates around the part's centre:
 
-- centre: the point of the part's 180-degree symmetry, found by phase correlation of the photo
-  with itself turned half a turn (sub-pixel, needs no segmentation);
-- detail: the photo minus a blurred copy of itself (a band-pass), unwrapped into polar
-  coordinates, minus each ring's mean (what every rotation shares: the design's rings).
+- centre: the point of the part's 180-degree symmetry, found by correlating the photo with
+  itself turned half a turn (sub-pixel, needs no segmentation);
+- detail: the photo minus a blurred copy of itself (a band-pass), unwrapped into log-polar
+  coordinates outside the hub and vanes, minus each ring's mean (what every rotation shares:
+  the design's rings).
 
 A rotation is then a circular shift along the angle axis and a mirror reverses it. Retrieval: the
 magnitude of the Fourier transform along the angle ignores both, so one matrix product finds
@@ -202,10 +203,15 @@ def find_pairs(polars: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
     return [(i, j, s) for (i, j), s in sorted(found.items())]
 
 
+def load_all(items: list[AuditImage], workers: int | None = None) -> list[np.ndarray | None]:
+    """``_load`` for every item, in threads (OpenCV and NumPy's FFTs release the GIL)."""
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(_load, items))
+
+
 def load_polars(paths: list[str], workers: int | None = None) -> tuple[list[AuditImage], list[np.ndarray | None]]:
     items = [AuditImage(p, "", "") for p in paths]
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        return items, list(pool.map(_load, items))
+    return items, load_all(items, workers)
 
 
 def copies_in(paths: list[str], reference_paths: list[str], threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
@@ -214,11 +220,11 @@ def copies_in(paths: list[str], reference_paths: list[str], threshold: float = D
     items, polars = load_polars(paths)
     ref_items, ref_polars = load_polars(reference_paths)
     ref_hashes = {r.sha256 for r in ref_items if r.error is None}
-    refs = np.stack([p for p in ref_polars if p is not None])
+    refs = [p for p in ref_polars if p is not None]
     ok = [i for i, p in enumerate(polars) if p is not None]
-    copied = np.array([it.error is None and it.sha256 in ref_hashes for it in items])
-    if ok and len(refs):
-        for i, _, scores in verified_neighbours(np.stack([polars[i] for i in ok]), refs):
+    copied = np.array([it.error is None and it.sha256 in ref_hashes for it in items], dtype=bool)
+    if ok and refs:
+        for i, _, scores in verified_neighbours(np.stack([polars[i] for i in ok]), np.stack(refs)):
             copied[ok[i]] |= bool(scores.max() >= threshold)
     return copied
 
@@ -243,9 +249,7 @@ def duplicate_pairs(images: list[AuditImage], polars: list[np.ndarray | None],
 
 def audit(root: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD, workers: int | None = None) -> AuditResult:
     images = scan(root)
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        polars = list(pool.map(_load, images))
-    return AuditResult(images, duplicate_pairs(images, polars, threshold), threshold)
+    return AuditResult(images, duplicate_pairs(images, load_all(images, workers), threshold), threshold)
 
 
 def group_photos(paths: list[str], threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:

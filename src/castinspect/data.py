@@ -149,21 +149,23 @@ def stratified_group_split(labels: np.ndarray, groups: np.ndarray, fraction: flo
     taken into the held-out side until that class's share is reached.
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
-    rng = np.random.default_rng(seed)
-    ids = rng.permutation(np.unique(groups))
-    group_class = {g: np.bincount(labels[groups == g]).argmax() for g in ids}
+    ids, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    # a group's class: its most common label (counts of each label per group, then argmax)
+    per_class = np.zeros((len(ids), labels.max() + 1 if len(labels) else 1), dtype=np.int64)
+    np.add.at(per_class, (inverse, labels), 1)
+    group_class = per_class.argmax(axis=1)
+    order = np.random.default_rng(seed).permutation(len(ids))
     held_groups: list[int] = []
     for c in np.unique(labels):
         target = fraction * (labels == c).sum()
         taken = 0
-        for g in ids:
-            if group_class[g] != c or taken >= target:
+        for k in order:
+            if group_class[k] != c or taken >= target:
                 continue
-            size = int((groups == g).sum())
-            if taken + size > 1.5 * target and taken > 0:
+            if taken + sizes[k] > 1.5 * target and taken > 0:
                 continue  # a group this big would overshoot: try a smaller one
-            held_groups.append(g)
-            taken += size
+            held_groups.append(ids[k])
+            taken += sizes[k]
     held = np.isin(groups, held_groups)
     return np.flatnonzero(~held), np.flatnonzero(held)
 

@@ -209,7 +209,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     seconds = time.perf_counter() - t_start
     info = {
         "data": {"root": str(data_root), "train": train_counts(train), "val": train_counts(val),
-                 "val_split": "grouped by part" if cfg.data.grouped_split else "stratified by photo",
+                 "val_split": ("from the manifest" if is_manifest(data_root)
+                               else "grouped by part" if cfg.data.grouped_split else "stratified by photo"),
                  "skipped": [str(e) for e in skipped]},
         "epochs_run": len(history),
         "best_epoch": int(np.argmin([h["val_loss"] for h in history]) + 1),
@@ -237,7 +238,7 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         test = read_manifest(data_root, "test", result.checkpoint.classes)
     elif (Path(data_root) / "test").is_dir():
         test = load_folder(split_dir(data_root, "test"), result.checkpoint.classes)
-    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test if test and len(test) else None)
+    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None)  # an empty test is none
     return result, metrics
 
 
