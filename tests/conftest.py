@@ -64,10 +64,12 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_config(epochs: int = 30) -> Config:
     cfg = Config()
-    cfg.model = ModelConfig.preset("tiny", input_size=64)
+    cfg.model = ModelConfig.preset("tiny", input_size=64, backbone="castnet")
     cfg.train.epochs = epochs
     cfg.train.batch_size = 32
     cfg.train.patience = epochs
+    cfg.train.min_steps = 0  # exactly the epochs asked for: the tests stay quick
+    cfg.train.min_val_to_select = 20  # the synthetic validation splits hold ~60 photos
     cfg.data.val_fraction = 0.2
     return cfg
 

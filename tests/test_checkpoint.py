@@ -46,3 +46,14 @@ def test_temperature_round_trip_and_use(trained_run, tmp_path, synth_root):
     base = Predictor(dataclasses.replace(ckpt, temperature=1.0)).predict(files)
     assert [h.label for h in hot] == [b.label for b in base]  # same ranking, same decisions at 0.5
     assert all(abs(h.score - 0.5) <= abs(b.score - 0.5) + 1e-9 for h, b in zip(hot, base))
+
+
+def test_format_1_checkpoints_keep_fixed_normalisation(trained_run, tmp_path):
+    ckpt = trained_run[0].checkpoint
+    save_checkpoint(ckpt, tmp_path / "v2.ckpt")
+    payload = torch.load(tmp_path / "v2.ckpt", weights_only=True)
+    payload["format_version"] = 1
+    del payload["config"]["model"]["normalize"]  # format 1 had no such key
+    torch.save(payload, tmp_path / "v1.ckpt")
+    assert load_checkpoint(tmp_path / "v1.ckpt").config.model.normalize == "fixed"
+    assert load_checkpoint(tmp_path / "v2.ckpt").config.model.normalize == ckpt.config.model.normalize

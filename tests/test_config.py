@@ -19,3 +19,19 @@ def test_partial_and_unknown_keys():
         Config.from_dict({"train": {"learning_rate": 1}})
     with pytest.raises(ValueError, match="unknown model size"):
         ModelConfig.preset("huge")
+
+
+def test_auto_backbone_is_pretrained_only_for_small_training_sets():
+    import importlib.util
+
+    from castinspect.config import AUTO_PRETRAINED_MAX, resolve_backbone
+
+    cfg = Config()
+    assert cfg.model.backbone == "auto"
+    big = resolve_backbone(cfg, AUTO_PRETRAINED_MAX + 1)
+    assert big.model.backbone == "castnet" and big.train.lr == 3e-3
+    small = resolve_backbone(cfg, 300)
+    installed = importlib.util.find_spec("efficientnet_lite_pytorch") is not None
+    assert small.model.backbone == ("efficientnet_lite0" if installed else "castnet")
+    cfg.model.backbone = "castnet"
+    assert resolve_backbone(cfg, 300).model.backbone == "castnet"  # an explicit choice stands

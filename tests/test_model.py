@@ -30,3 +30,56 @@ def test_default_model_is_compact():
 def test_flops_grow_with_input():
     model = build_model(ModelConfig.preset("tiny"), 2)
     assert count_flops(model, 128) > 3.5 * count_flops(model, 64)
+
+
+def test_per_image_normalisation_ignores_light_gain_and_offset():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 64, 64) * 0.6 + 0.2
+    varied = x * 0.7 + 0.05  # dimmer lamp, raised black level: no clipping
+    per_image = build_model(ModelConfig.preset("tiny", input_size=64), 2).eval()
+    fixed = build_model(ModelConfig.preset("tiny", input_size=64, normalize="fixed"), 2).eval()
+    fixed.load_state_dict(per_image.state_dict())
+    with torch.no_grad():
+        a, b = per_image.forward_features(x), per_image.forward_features(varied)
+        assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+        a, b = fixed.forward_features(x), fixed.forward_features(varied)
+        assert (a - b).abs().max() > 0.05 * a.abs().max()  # fixed constants do not
+
+
+def test_flat_image_is_finite():
+    model = build_model(ModelConfig.preset("tiny", input_size=64), 2).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.full((1, 1, 64, 64), 0.5))).all()
+
+
+def test_unknown_normalisation_is_refused():
+    model = build_model(ModelConfig.preset("tiny", input_size=64, normalize="bogus"), 2)
+    with pytest.raises(ValueError, match="normalisation"):
+        model(torch.rand(1, 1, 64, 64))
+
+
+def test_pretrained_backbone_keeps_imagenet_filters_for_gray_input():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from castinspect.model import LiteNet, pretrained_weights_path
+
+    cfg = ModelConfig(backbone="efficientnet_lite0", input_size=64)
+    gray_net = build_model(cfg, 2, pretrained=True).eval()
+    assert isinstance(gray_net, LiteNet)
+    rgb_net = EfficientNet.from_name("efficientnet-lite0", image_size=64, num_classes=1000)
+    rgb_net.load_state_dict(torch.load(pretrained_weights_path(), weights_only=True))
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():  # the summed stem on gray == the RGB stem on gray copied to 3 channels
+        assert torch.allclose(gray_net.stem[0](x), rgb_net._conv_stem(x.expand(-1, 3, -1, -1)), atol=1e-5)
+    assert all(m.momentum == 0.1 for m in gray_net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    out = gray_net(x)
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+    assert gray_net.forward_features(x).shape[1] == LiteNet.FEATURES
+    # Without pretrained weights the stem is a fresh random one.
+    assert not torch.allclose(build_model(cfg, 2).stem[0].weight, gray_net.stem[0].weight)
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(ValueError, match="backbone"):
+        build_model(ModelConfig(backbone="resnet"), 2)

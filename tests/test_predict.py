@@ -58,3 +58,37 @@ def test_review_band(model_path, synth_root):
     assert any(r.decision == "review" for r in results)
     with pytest.raises(ValueError, match="review band"):
         Predictor.load(model_path, review_band=(0.8, 0.2))
+
+
+def test_pipeline_reads_ahead_a_bounded_amount(model_path, synth_root, tmp_path):
+    """A generator over many files is consumed a few batches ahead of the results, no more, and
+    every input gets exactly one result in order, bad files included."""
+    files = _files(synth_root)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    inputs = [str(bad) if i % 13 == 5 else files[i % len(files)] for i in range(300)]
+    pulled = 0
+
+    def source():
+        nonlocal pulled
+        for f in inputs:
+            pulled += 1
+            yield f
+
+    predictor = Predictor.load(model_path)
+    results = predictor.iter_predict(source(), batch_size=16, prefetch=2)
+    first = next(results)
+    assert pulled <= 16 * 3 + 1  # the batch being judged and two decoding ahead
+    rest = [first] + list(results)
+    assert [r.source for r in rest] == inputs
+    assert [i for i, r in enumerate(rest) if r.error] == [i for i in range(300) if i % 13 == 5]
+
+
+def test_single_photo_path_matches_the_batch_path(model_path, synth_root, tmp_path):
+    files = _files(synth_root)[:6]
+    predictor = Predictor.load(model_path)
+    batch = predictor.predict(files)
+    single = [predictor.predict_one(f) for f in files]
+    assert [(b.label, round(b.score, 6)) for b in batch] == [(s.label, round(s.score, 6)) for s in single]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert "empty" in predictor.predict_one(str(tmp_path / "empty.jpg")).error

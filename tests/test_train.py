@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import tiny_config
-from castinspect.train import fit, lr_factor
+from castinspect.train import fit, lr_factor, schedule_length
 
 
 def test_training_learns_the_synthetic_defects(trained_run):
@@ -50,6 +50,12 @@ def test_resume_continues_from_last_epoch(synth_root, tmp_path):
     assert resumed.history[:2] == first.history
 
 
+def test_small_datasets_get_longer_schedules():
+    assert schedule_length(30, 10, steps_per_epoch=70, min_steps=1200) == (30, 10)  # full data: as asked
+    epochs, patience = schedule_length(30, 10, steps_per_epoch=1, min_steps=1200)  # 50 photos
+    assert epochs == 1200 and patience == 400
+
+
 def test_lr_schedule_warms_up_and_decays():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
@@ -75,3 +81,28 @@ def test_validation_split_keeps_copies_of_a_part_together(synth_root, tmp_path):
     for f in originals:
         assert (f.name in val_names) == (f.stem + "_turned.png" in val_names), f.name
     assert 0.1 < len(val.paths) / (len(train.paths) + len(val.paths)) < 0.3
+
+
+def test_a_tiny_validation_split_does_not_pick_the_epoch(synth_root, tmp_path):
+    cfg = tiny_config(4)
+    cfg.train.patience = 1
+    cfg.train.min_val_to_select = 10_000  # every validation split is "too small" here
+    result = fit(cfg, synth_root, tmp_path)
+    assert len(result.history) == 4  # no early stopping
+    assert result.checkpoint.info["best_epoch"] == 4  # the last weights
+    assert result.checkpoint.temperature == 1.0  # no temperature fitted on a handful of photos
+
+
+def test_weight_average_follows_the_model():
+    import torch
+
+    from castinspect.train import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    for _ in range(200):
+        average.update(model)
+    assert torch.allclose(average.model[0].weight, model[0].weight, atol=1e-6)
+    assert average.model[1].num_batches_tracked == model[1].num_batches_tracked

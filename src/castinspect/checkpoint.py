@@ -17,7 +17,8 @@ import torch
 from castinspect.config import Config
 from castinspect.model import CastNet, build_model
 
-FORMAT_VERSION = 1
+# 2: model.normalize ("per_image" or "fixed"); format-1 checkpoints all normalised with fixed constants.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -80,8 +81,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{path}: checkpoint format {payload['format_version']} is newer than this castinspect "
             f"reads ({FORMAT_VERSION}); upgrade castinspect"
         )
+    config = payload["config"]
+    model_cfg = config.setdefault("model", {})
+    model_cfg.setdefault("backbone", "castnet")  # written before there was a choice
+    if payload["format_version"] < 2:
+        model_cfg.setdefault("normalize", "fixed")
     return Checkpoint(
-        config=Config.from_dict(payload["config"]),
+        config=Config.from_dict(config),
         classes=list(payload["classes"]),
         ok_index=int(payload["ok_index"]),
         threshold=float(payload["threshold"]),

@@ -25,7 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay greppable
 
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint or exported .onnx (default: the bundled model).")]
+BackendOpt = Annotated[str, typer.Option(help="auto (ONNX Runtime where installed), pytorch, onnxruntime or openvino.")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
 ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
     help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
@@ -86,6 +87,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     size: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="castnet (from scratch) or efficientnet_lite0 (ImageNet-pretrained; the 'pretrained' extra).")] = None,
     target_recall: Annotated[Optional[float], typer.Option(help="Choose the threshold on validation for this defect recall.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
@@ -94,14 +96,23 @@ def train(
 
     Example: castinspect train ../shared/data/casting_data --out runs/first
     """
-    from castinspect.config import Config, ModelConfig
+    import dataclasses
+
+    from castinspect.config import MODEL_PRESETS, Config, with_backbone
     from castinspect.train import train_and_evaluate
 
     cfg = Config.load(config) if config else Config()
     if resume and out_dir and (out_dir / "config.yaml").exists() and not config:
         cfg = Config.load(out_dir / "config.yaml")
-    if size:
-        cfg.model = ModelConfig.preset(size, input_size=cfg.model.input_size, dropout=cfg.model.dropout)
+    try:
+        if size:
+            if size not in MODEL_PRESETS:
+                raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_PRESETS)}")
+            cfg.model = dataclasses.replace(cfg.model, size=size, **MODEL_PRESETS[size])
+        if backbone:
+            cfg = with_backbone(cfg, backbone)
+    except ValueError as exc:
+        _fail(str(exc))
     if epochs is not None:
         cfg.train.epochs = epochs
     if seed is not None:
@@ -134,9 +145,14 @@ def evaluate(
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     train_root: Annotated[Optional[Path], typer.Option(help="Training photos: also report the subset of parts not among them.")] = None,
     split_name: Annotated[str, typer.Option("--split", help="With a manifest: which split to evaluate.")] = "test",
+    robustness: Annotated[bool, typer.Option(help="Also judge every photo under the line-variation suite.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the line-variation suite.")] = 0,
+    backend: BackendOpt = "auto",
 ) -> None:
     """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects, AUCs.
     With --train-root, also the leak-free subset: photos with no near-copy in the training data.
+    With --robustness, also accuracy, escapes and false rejects under each line variation
+    (light, contrast, gamma, uneven light, blur, noise, JPEG, rotation, shift, scale).
 
     Example: castinspect evaluate ../shared/data/casting_data/test --train-root ../shared/data/casting_data
     """
@@ -144,9 +160,9 @@ def evaluate(
     from castinspect.predict import Predictor
 
     try:
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend)
         result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root, split=split_name)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
     for e in result.errors:
         err.print(f"skipped {e}", highlight=False, markup=False)
@@ -158,12 +174,38 @@ def evaluate(
                   f"{metrics['leak_free']['removed_as_copies']} set aside as copies of training photos",
                   highlight=False)
     _print_metrics(metrics, [k for k in ("evaluation", "leak_free") if k in metrics])
+    samples = None
+    if robustness:
+        from castinspect.data import ImageSet
+        from castinspect.robustness import run_suite, sample_views, worst
+
+        images = ImageSet([i.source for i in result.inspections], result.labels, predictor.classes)
+        metrics["robustness"], _ = run_suite(predictor, images, seed=seed)
+        metrics["robustness_summary"] = worst(metrics["robustness"])
+        _print_robustness(metrics["robustness"])
+        samples = sample_views(_sample_photo(images, predictor.ok_index), predictor.input_size, seed) \
+            if len(images) else None
     if json_path:
         write_metrics(json_path, metrics)
     if report:
         from castinspect.report import write_report
-        write_report(report, [result], predictor)
+        write_report(report, [result], predictor, robustness=metrics.get("robustness"), samples=samples)
         err.print(f"report: {report}", highlight=False)
+
+
+def _sample_photo(images, ok_index: int) -> str:
+    """The report's sample for the variation suite: a defective part when there is one."""
+    defective = [p for p, y in zip(images.paths, images.labels) if y != ok_index]
+    return (defective or images.paths)[0]
+
+
+def _print_robustness(results: dict) -> None:
+    table = Table(title="line variations")
+    for col in ("variation", "kind", "accuracy", "escapes", "false rejects"):
+        table.add_column(col, justify="left" if col in ("variation", "kind") else "right")
+    for name, r in results.items():
+        table.add_row(name, r["kind"], _fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]))
+    out.print(table)
 
 
 def _print_metrics(metrics: dict, sections: list[str]) -> None:
@@ -195,6 +237,7 @@ def predict(
     review_band: ReviewOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     annotate: Annotated[Optional[Path], typer.Option(help="Write an annotated PNG per image into this folder.")] = None,
+    backend: BackendOpt = "auto",
 ) -> None:
     """Judge photos: label, p(defective) and decision for each. Exit 1 if any file was not judged.
 
@@ -206,41 +249,53 @@ def predict(
     if fmt not in ("table", "csv", "json"):
         _fail(f"--format must be table, csv or json, not {fmt!r}")
     try:
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band)
-    except (FileNotFoundError, ValueError) as exc:
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
     files = expand_paths(paths)
     if not files:
         _fail("no images found in the given paths")
-    results = []
-    for insp in predictor.iter_predict(files):
-        results.append(insp)
+    failed = 0
+    for insp in _emit(predictor.iter_predict(files), fmt):
+        failed += insp.error is not None
         if insp.error:
             err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
         elif annotate:
             from castinspect.annotate import write_annotated
             from castinspect.io import read_image
             write_annotated(read_image(insp.source), insp, annotate)
-    _print_inspections(results, fmt)
-    raise typer.Exit(1 if any(r.error for r in results) else 0)
+    raise typer.Exit(1 if failed else 0)
 
 
-def _print_inspections(results: list, fmt: str) -> None:
-    if fmt == "json":
-        sys.stdout.write(json.dumps([r.to_public() for r in results], indent=2) + "\n")
-    elif fmt == "csv":
-        fields = ["path", "label", "score", "decision", "p_defect", "threshold", "model", "error"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(r.to_public() for r in results)
-    else:
+def _emit(results, fmt: str):
+    """Write each Inspection as it comes (CSV rows, JSON array items), so a folder of a million
+    photos streams out with bounded memory; the table is drawn once at the end. Yields them on."""
+    if fmt == "table":
         table = Table()
         for col in ("path", "decision", "label", "p(defect)", "error"):
             table.add_column(col, justify="right" if col == "p(defect)" else "left", overflow="fold")
         for r in results:
             table.add_row(r.source, r.decision or "-", r.label or "-",
                           "-" if r.p_defect is None else f"{r.p_defect:.4f}", r.error or "")
+            yield r
         out.print(table)
+        return
+    writer = None
+    if fmt == "csv":
+        fields = ["path", "label", "score", "decision", "p_defect", "threshold", "model", "error"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+    else:
+        sys.stdout.write("[")
+    for n, r in enumerate(results):
+        if writer:
+            writer.writerow(r.to_public())
+        else:
+            sys.stdout.write(("," if n else "") + "\n  " + json.dumps(r.to_public()))
+        sys.stdout.flush()
+        yield r
+    if not writer:
+        sys.stdout.write("\n]\n")
 
 
 @app.command()
@@ -308,6 +363,160 @@ def split(
 
 
 @app.command()
+def explain(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model); heatmaps need a .ckpt.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for one PNG per photo.")] = Path("explained"),
+    threshold: ThresholdOpt = None,
+) -> None:
+    """Grad-CAM heatmaps: for each photo a PNG named after it in --out, the photo and the heatmap
+    over it side by side, with label, p(defect) and threshold. Exit 1 if any file was not judged.
+
+    Example: castinspect explain photos/ --out heatmaps/
+    """
+    from castinspect.annotate import write_annotated
+    from castinspect.explain import side_by_side
+    from castinspect.io import expand_paths
+    from castinspect.predict import Predictor
+
+    try:
+        predictor = Predictor.load(model, threshold=threshold)
+        predictor.require_checkpoint()
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        _fail(str(exc))
+    files = expand_paths(paths)
+    if not files:
+        _fail("no images found in the given paths")
+    failed = 0
+    for f in files:
+        insp, gray, heat = predictor.explain_one(f)
+        if insp.error:
+            failed += 1
+            err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
+            continue
+        png = write_annotated(gray, insp, out_dir, picture=side_by_side(gray, heat, insp))
+        out.print(f"{png}  {insp.decision}  p(defect)={insp.p_defect:.4f}", highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def export(
+    model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")] = None,
+    onnx_path: Annotated[Path, typer.Option("--onnx", help="Write the ONNX graph here.")] = Path("model.onnx"),
+    int8: Annotated[bool, typer.Option(help="Quantise to INT8, calibrated on training photos.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="Training photos for INT8 calibration: a dataset root, class folders or a manifest (default: the data the model was trained on).")] = None,
+    calibration_images: Annotated[int, typer.Option(help="How many training photos calibrate INT8.")] = 256,
+) -> None:
+    """Export a model to ONNX: decoded uint8 image in, calibrated probabilities out, with classes,
+    threshold and input size in the metadata, so `--model x.onnx` judges like the checkpoint.
+
+    Example: castinspect export --onnx castinspect.onnx
+    """
+    from castinspect.checkpoint import load_checkpoint
+    from castinspect.export import export_onnx
+    from castinspect.predict import bundled_model_path
+
+    try:
+        ckpt = load_checkpoint(model or bundled_model_path())
+        images = None
+        if int8:
+            from castinspect.export import calibration_set
+            source = calibration or ckpt.info.get("data", {}).get("root")
+            if not source:
+                raise ValueError("--int8 needs --calibration: the model does not record its training data")
+            images = calibration_set(source, ckpt.config.model.input_size, calibration_images)
+        path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        _fail(str(exc))
+    extra = f", INT8 calibrated on {len(images)} training photos" if int8 else ""
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{extra}); model {ckpt.model_id}", highlight=False)
+
+
+@app.command()
+def bench(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root with train/ and test/ class folders.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
+    backends: Annotated[Optional[list[str]], typer.Option("--backend", help="Backends to measure (repeat; default: every installed one).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every number here.")] = None,
+    reference: Annotated[bool, typer.Option(help="Also train and measure the seeds' CNN (about 15 minutes on 2 cores).")] = True,
+    reference_epochs: Annotated[int, typer.Option(help="The reference's epoch limit (early stopping on validation loss).")] = 12,
+    reference_steps: Annotated[Optional[int], typer.Option(help="Cut the reference's training after this many steps (a quick look).")] = None,
+    latency_n: Annotated[int, typer.Option(help="Photos judged one at a time for the latency percentiles.")] = 200,
+) -> None:
+    """Measure decode-only throughput, end-to-end throughput and latency per backend, training
+    throughput, and the same for a reproduction of the seeds' CNN, in one run; print the ratios.
+
+    Example: castinspect bench ../shared/data/casting_data --json bench.json
+    """
+    from castinspect.backends import installed_backends
+    from castinspect.bench import run_bench
+    from castinspect.checkpoint import load_checkpoint
+    from castinspect.evaluate import write_metrics
+    from castinspect.predict import bundled_model_path
+
+    backends = backends or installed_backends()
+    try:
+        ckpt = load_checkpoint(model or bundled_model_path())
+        result = run_bench(str(data_root), ckpt, backends, reference=reference, reference_epochs=reference_epochs,
+                           reference_steps=reference_steps, latency_n=latency_n,
+                           report=lambda s: err.print(s, highlight=False, markup=False))
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"{result['photos']} test photos; decode-only limit {result['decode_images_per_s']:.0f} photos/s")
+    for col in ("model / backend", "photos/s end-to-end", "model-only photos/s", "latency p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "model / backend" else "right")
+    rows = [(f"castinspect {b['backend']}", b) for b in result["backends"]]
+    if "reference" in result:
+        rows.append(("seeds' CNN (pytorch)", result["reference"]))
+    for name, b in rows:
+        table.add_row(name, f"{b['images_per_s']:.0f}", f"{b['model_only_images_per_s']:.0f}",
+                      f"{b['p50_ms']:.2f}", f"{b['p99_ms']:.2f}")
+    out.print(table)
+    out.print_json(json.dumps(result["ratios"]))
+    if json_path:
+        write_metrics(json_path, result)
+
+
+@app.command("learning-curve")
+def learning_curve_command(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root (any splits are pooled) or a folder of class folders.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the runs, curve.json, curve.csv and curve.png go.")] = Path("runs/learning-curve"),
+    sizes: Annotated[Optional[list[int]], typer.Option("--size", help="Training photos per point (repeat; 0 = all).")] = None,
+    backbones: Annotated[Optional[list[str]], typer.Option("--backbone", help="castnet and/or efficientnet_lite0 (repeat).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per point at small sizes.")] = 3,
+    small: Annotated[int, typer.Option(help="Sizes up to this many photos get several seeds.")] = 200,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config: the recipe to measure.")] = None,
+    pretrained_seeds: Annotated[Optional[int], typer.Option(help="Seeds per small size for efficientnet_lite0 (default: --seeds).")] = None,
+    pretrained_max: Annotated[int, typer.Option(help="Largest subset for efficientnet_lite0 (0: all).")] = 0,
+) -> None:
+    """Train the default recipe on growing subsets of the training photos (50 to all) and judge
+    each on one fixed set of unseen parts: accuracy, escapes and false rejects per size, with a plot.
+    Runs already in --out are read back, so an interrupted curve goes on where it stopped.
+
+    Example: castinspect learning-curve ../shared/data/casting_data --out runs/curve --backbone castnet --backbone efficientnet_lite0
+    """
+    from castinspect.config import Config
+    from castinspect.learning_curve import DEFAULT_SIZES, learning_curve
+
+    try:
+        curve = learning_curve(data_root, out_dir, tuple(sizes or DEFAULT_SIZES), tuple(backbones or ("castnet",)),
+                               seeds=seeds, small=small, base=Config.load(config) if config else None,
+                               report=lambda s: err.print(s, highlight=False, markup=False),
+                               pretrained_seeds=pretrained_seeds, pretrained_max=pretrained_max)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"learning curve: {curve['test_photos']} test photos of unseen parts")
+    for col in ("backbone", "photos", "seeds", "accuracy", "min", "escapes", "false rejects", "train s"):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for r in curve["mean"]:
+        table.add_row(r["backbone"], str(r["photos"]), str(r["seeds"]), f"{r['accuracy']:.4f}",
+                      f"{r['accuracy_min']:.4f}", f"{r['escapes']:.1f}", f"{r['false_rejects']:.1f}",
+                      f"{r['train_seconds']:.0f}")
+    out.print(table)
+    out.print(f"curve: {out_dir / 'curve.png'}", highlight=False)
+
+
+@app.command()
 def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")] = None) -> None:
     """Show a model's classes, threshold, input size, size, training data and metrics.
 
@@ -347,7 +556,8 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Where to write the
     from castinspect.demo import run_demo
 
     results, report = run_demo(out_dir)
-    _print_inspections(results, "table")
+    for _ in _emit(results, "table"):
+        pass
     out.print(f"report: {report}", highlight=False)
 
 

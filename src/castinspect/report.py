@@ -6,10 +6,12 @@ import base64
 import csv
 import html
 import io
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from castinspect.evaluate import Evaluation
     from castinspect.predict import Predictor
 
-MAX_ERRORS_SHOWN = 60
+MAX_ERRORS_SHOWN = 200
+BORDERLINE_SHOWN = 12
+RANDOM_SHOWN = 16
+THUMB = 128
 
 
 def _fig_to_uri(fig: plt.Figure) -> str:
@@ -120,33 +125,82 @@ def _metrics_table(m: dict) -> str:
             f"<th>F1</th><th>support</th></tr>{per}</table>")
 
 
-def _errors_section(ev: "Evaluation", classes: list[str]) -> str:
-    wrong = [(insp, classes[t]) for insp, t in zip(ev.inspections, ev.labels) if insp.label != classes[t]]
-    if not wrong:
-        return "<p>No misclassified images.</p>"
-    cards = "".join(
-        f'<figure><img src="{_thumb(i.source)}" alt=""><figcaption>{html.escape(Path(i.source).name)}'
-        f"<br>true {html.escape(t)}, judged {html.escape(i.label or '')}<br>p(defect) {i.p_defect:.3f}"
-        "</figcaption></figure>" for i, t in wrong[:MAX_ERRORS_SHOWN])
-    more = f"<p>{len(wrong) - MAX_ERRORS_SHOWN} more not shown.</p>" if len(wrong) > MAX_ERRORS_SHOWN else ""
-    return f'<div class="gallery">{cards}</div>{more}'
+def _gallery(ev: "Evaluation", picks: list[int], predictor: "Predictor") -> str:
+    """Cards for the chosen photos of an evaluation: the photo with its Grad-CAM heatmap over it
+    (when the predictor has the checkpoint), file name, true label, verdict and p(defect); the
+    border says right (green) or wrong (red)."""
+    from castinspect.annotate import png_data_uri
+    from castinspect.explain import overlay
+
+    cards, shown, photos = [], [], []
+    for i in picks:
+        try:
+            photos.append(load_for_model(ev.inspections[i].source, predictor.input_size))
+            shown.append(i)
+        except ImageError:
+            continue
+    heats = predictor.heatmaps(np.stack(photos)) if photos and predictor.checkpoint is not None else None
+    for k, i in enumerate(shown):
+        insp, true = ev.inspections[i], predictor.classes[ev.labels[i]]
+        small = cv2.resize(photos[k], (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+        picture = overlay(small, heats[k]) if heats is not None else small
+        verdict = "right" if insp.label == true else "wrong"
+        cards.append(f'<figure class="{verdict}"><img src="{png_data_uri(picture)}" alt="">'
+                     f"<figcaption>{html.escape(Path(insp.source).name)}<br>true {html.escape(true)}, "
+                     f"judged {html.escape(insp.label or '')}<br>p(defect) {insp.p_defect:.3f}</figcaption></figure>")
+    return f'<div class="gallery">{"".join(cards)}</div>' if cards else "<p>None.</p>"
+
+
+def _galleries(ev: "Evaluation", predictor: "Predictor") -> str:
+    """Every misclassified photo, the correct ones nearest the threshold, and a random grid."""
+    classes = predictor.classes
+    wrong = [i for i, (insp, t) in enumerate(zip(ev.inspections, ev.labels)) if insp.label != classes[t]]
+    right = [i for i in range(len(ev.inspections)) if i not in set(wrong)]
+    borderline = sorted(right, key=lambda i: abs(math.log(max(ev.inspections[i].p_defect, 1e-9))
+                                                 - math.log(max(predictor.threshold, 1e-9))))[:BORDERLINE_SHOWN]
+    rng = np.random.default_rng(0)
+    random = sorted(rng.choice(len(ev.inspections), min(RANDOM_SHOWN, len(ev.inspections)), replace=False).tolist())
+    more = (f"<p>{len(wrong) - MAX_ERRORS_SHOWN} more not shown (see --json).</p>"
+            if len(wrong) > MAX_ERRORS_SHOWN else "")
+    heat = ("Heatmaps (Grad-CAM): red is where the model saw defect." if predictor.checkpoint is not None
+            else "No heatmaps: they need the model's checkpoint, not an exported .onnx.")
+    return (f'<p class="note">{heat} Green border: judged right; red: judged wrong.</p>'
+            f"<h3>Misclassified ({len(wrong)})</h3>{_gallery(ev, wrong[:MAX_ERRORS_SHOWN], predictor)}{more}"
+            f"<h3>Correct, nearest the threshold</h3>{_gallery(ev, borderline, predictor)}"
+            f"<h3>Random photos</h3>{_gallery(ev, random, predictor)}")
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 1em .5em 0;display:inline-table;vertical-align:top}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:140px;font-size:12px}
-figure img{width:128px;border:3px solid #c33}.note{color:#555;font-size:14px}"""
+figure img{width:128px;border:3px solid #999}figure.wrong img{border-color:#c33}
+figure.right img{border-color:#2a2}img.plain{width:96px}.note{color:#555;font-size:14px}"""
+
+
+def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) -> str:
+    from castinspect.annotate import png_data_uri
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(r['kind'])}</td><td>{html.escape(r['description'])}</td>"
+        f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
+        + (f'<td><img class="plain" src="{png_data_uri(samples[name])}" alt=""></td>' if samples and name in samples else "<td></td>")
+        + "</tr>" for name, r in results.items())
+    return ("<h2>Line variations</h2><p class='note'>Every photo judged again under each variation, at the "
+            "same threshold; the sample column shows one photo as the model sees it.</p>"
+            "<table><tr><th>variation</th><th>kind</th><th>what</th><th>accuracy</th><th>escapes</th>"
+            f"<th>false rejects</th><th>sample</th></tr>{rows}</table>")
 
 
 def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor: "Predictor",
-                 history_csv: str | os.PathLike | None = None, title: str = "castinspect evaluation") -> Path:
+                 history_csv: str | os.PathLike | None = None, title: str = "castinspect evaluation",
+                 robustness: dict | None = None, samples: dict[str, np.ndarray] | None = None) -> Path:
     """One HTML file with every plot inlined as a data URI, so it opens offline and travels alone."""
     classes = predictor.classes
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>model <code>{predictor.model_id}</code>, input {predictor.input_size}px, "
              f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold), "
-             f"calibration temperature {predictor.checkpoint.temperature:.3f}</p>"]
+             f"calibration temperature {predictor.temperature:.3f}</p>"]
     if history_csv and Path(history_csv).exists():
         parts.append(f'<h2>Training</h2><img src="{_fig_to_uri(plot_history(read_history(history_csv)))}">')
     for ev in results:
@@ -162,10 +216,12 @@ def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor
         if 0 < y.sum() < len(y):
             parts.append(f'<img src="{_fig_to_uri(plot_roc_pr(y, p))}">')
         parts.append(f'<img src="{_fig_to_uri(plot_reliability(y, p))}"></p>')
-        parts.append("<h3>Misclassified</h3>" + _errors_section(ev, classes))
+        parts.append(_galleries(ev, predictor))
         if ev.errors:
             items = "".join(f"<li>{html.escape(str(e))}</li>" for e in ev.errors)
             parts.append(f"<h3>Unreadable files ({len(ev.errors)})</h3><ul>{items}</ul>")
+    if robustness:
+        parts.append(_robustness_section(robustness, samples))
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = Path(path)

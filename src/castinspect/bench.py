@@ -1,0 +1,186 @@
+"""``castinspect bench``: speed and cost, ours against the decode limit and the seeds' CNN.
+
+In one run, on the same photos:
+  (a) decode-only throughput — reading and resizing the JPEGs with the same threads: the
+      practical ceiling for any model;
+  (b) per backend, end-to-end batch throughput (decode + model, pipelined) and single-image
+      latency p50/p99 (decode + model, one photo at a time), plus model-only throughput;
+  (c) training throughput (images/s through a full training step, augmentation included);
+  (d) the same for a reproduction of the seeds' CNN (``reference.py``), trained here on the
+      same training photos and validation split, and judged on the same test photos.
+Absolute times on a shared 2-core machine are noisy; the ratios, measured in one run, are the result.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+
+from castinspect.checkpoint import Checkpoint
+from castinspect.data import decode_set, load_folder, split_dir
+from castinspect.io import load_for_model
+from castinspect.predict import Predictor
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def decode_throughput(files: list[str], size: int, workers: int) -> float:
+    """Photos per second for decode + resize alone, with ``workers`` threads."""
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda f: load_for_model(f, size), files[:16]))  # warm the page cache and pool
+        return len(files) / _timed(lambda: list(pool.map(lambda f: load_for_model(f, size), files)))
+
+
+def latency_ms(judge_one: Callable[[str], object], files: list[str]) -> dict:
+    for f in files[:5]:
+        judge_one(f)  # warm-up
+    times = []
+    for f in files:
+        t = time.perf_counter()
+        judge_one(f)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "n": len(times)}
+
+
+def model_only_throughput(probabilities: Callable[[np.ndarray], object], images: np.ndarray,
+                          batch: int = 64, repeats: int = 5) -> float:
+    x = images[:batch]
+    probabilities(x)
+    return repeats * len(x) / _timed(lambda: [probabilities(x) for _ in range(repeats)])
+
+
+def bench_backend(ckpt: Checkpoint, backend: str, files: list[str], decoded: np.ndarray,
+                  latency_files: list[str]) -> dict:
+    predictor = Predictor(ckpt, backend=backend)
+    list(predictor.iter_predict(files[:64]))  # warm-up: threads, allocations, kernels
+    seconds = _timed(lambda: list(predictor.iter_predict(files)))
+    return {"backend": backend, "images_per_s": len(files) / seconds,
+            "model_only_images_per_s": model_only_throughput(predictor.probabilities, decoded),
+            **latency_ms(predictor.predict_one, latency_files)}
+
+
+def train_throughput(ckpt: Checkpoint, images: np.ndarray, labels: np.ndarray, steps: int = 12) -> float:
+    """Images per second through our training step (augmentation, forward, backward, update)."""
+    from castinspect.augment import augment_batch
+    from castinspect.model import build_model, to_input
+    from castinspect.runtime import use_bf16
+    import torch.nn.functional as F
+
+    cfg = ckpt.config
+    model = build_model(cfg.model, len(ckpt.classes)).to(memory_format=torch.channels_last).train()
+    bf16 = use_bf16(cfg.train.bf16) and cfg.model.backbone == "castnet"
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    g = torch.Generator().manual_seed(0)
+    bs = cfg.train.batch_size
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def step() -> None:
+        idx = torch.randint(0, len(y_all), (bs,), generator=g)
+        x = augment_batch(to_input(x_all[idx]), cfg.augment, g).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    return steps * bs / _timed(lambda: [step() for _ in range(steps)])
+
+
+def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], latency_files: list[str], epochs: int, max_steps: int | None, report) -> dict:
+    """Train the seeds' CNN on our training photos and validation split, at 300 px; judge the test."""
+    from castinspect.config import Config
+    from castinspect.reference import INPUT_SIZE, p_defect, to_tensor, train_reference
+    from castinspect.train import split_train_val
+
+    cfg = Config.from_dict(ckpt.config.to_dict())
+    cfg.model.input_size = INPUT_SIZE
+    train, val, _ = split_train_val(cfg, data_root)  # the same grouped validation split as ours
+    ok = ckpt.ok_index
+    report(f"training the reference CNN on {len(train.labels)} photos at {INPUT_SIZE} px ...")
+    model, stats = train_reference(train.images, (train.labels != ok).astype(np.float32), val.images,
+                                   (val.labels != ok).astype(np.float32), epochs=epochs, max_steps=max_steps)
+    test = decode_set(load_folder(split_dir(data_root, "test"), ckpt.classes), INPUT_SIZE)
+    p = p_defect(model, test.images)
+    y = (test.labels != ok)
+    val_p = p_defect(model, val.images)
+
+    def judge_one(f: str) -> None:
+        with torch.no_grad():
+            torch.sigmoid(model(to_tensor(load_for_model(f, INPUT_SIZE)[None])))
+
+    def end_to_end() -> None:
+        for i in range(0, len(test_files), 64):
+            batch = np.stack([load_for_model(f, INPUT_SIZE) for f in test_files[i:i + 64]])
+            p_defect(model, batch)
+
+    return {
+        "parameters": sum(t.numel() for t in model.parameters()),
+        "train_seconds": stats["seconds"], "epochs": stats["epochs"], "steps": stats["steps"],
+        "train_images_per_s": stats["train_images_per_s"],
+        "test_accuracy": float(((p >= 0.5) == y).mean()), "test_errors": int(((p >= 0.5) != y).sum()),
+        "val_accuracy": float(((val_p >= 0.5) == (val.labels != ok)).mean()),
+        "model_only_images_per_s": model_only_throughput(lambda x: p_defect(model, x), test.images),
+        "images_per_s": len(test_files) / _timed(end_to_end),
+        **latency_ms(judge_one, latency_files),
+    }
+
+
+def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: bool = True,
+              reference_epochs: int = 12, reference_steps: int | None = None, latency_n: int = 200,
+              workers: int = 2, report=lambda s: None) -> dict:
+    test = load_folder(split_dir(data_root, "test"), ckpt.classes)
+    files = test.paths
+    size = ckpt.config.model.input_size
+    decoded = decode_set(test, size)
+    latency_files = files[:latency_n]
+    result: dict = {"photos": len(files), "input_size": size, "model": ckpt.model_id,
+                    "parameters": sum(v.numel() for k, v in ckpt.state_dict.items() if "running" not in k
+                                      and "num_batches" not in k),
+                    "train_seconds_recorded": ckpt.info.get("train_seconds")}
+    report("decode-only ...")
+    result["decode_images_per_s"] = decode_throughput(files, size, workers)
+    result["backends"] = []
+    for backend in backends:
+        report(f"backend {backend} ...")
+        result["backends"].append(bench_backend(ckpt, backend, files, decoded.images, latency_files))
+    predictor = Predictor(ckpt, backend="pytorch")
+    probs = predictor.probabilities(decoded.images)
+    y = decoded.labels != ckpt.ok_index
+    result["test_accuracy_at_0.5"] = float((((1 - probs[:, ckpt.ok_index]) >= 0.5) == y).mean())
+    report("training throughput ...")
+    result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
+    if reference:
+        result["reference"] = bench_reference(data_root, ckpt, files, latency_files,
+                                              reference_epochs, reference_steps, report)
+    result["ratios"] = ratios(result)
+    return result
+
+
+def ratios(r: dict) -> dict:
+    best = max(r["backends"], key=lambda b: b["images_per_s"])
+    out = {"best_backend": best["backend"],
+           "end_to_end_vs_decode_limit": best["images_per_s"] / r["decode_images_per_s"]}
+    ref = r.get("reference")
+    if ref:
+        out.update({
+            "throughput_vs_reference": best["images_per_s"] / ref["images_per_s"],
+            "model_only_throughput_vs_reference": best["model_only_images_per_s"] / ref["model_only_images_per_s"],
+            "train_images_per_s_vs_reference": r["train_images_per_s"] / ref["train_images_per_s"],
+            "parameters_vs_reference": r["parameters"] / ref["parameters"],
+            "test_accuracy_minus_reference": r["test_accuracy_at_0.5"] - ref["test_accuracy"],
+        })
+        if r.get("train_seconds_recorded"):
+            out["train_time_vs_reference"] = r["train_seconds_recorded"] / ref["train_seconds"]
+    return out

@@ -1,0 +1,178 @@
+"""The line-variation suite: how a model holds up when the line is not the lab.
+
+Each variation is a fixed, seeded change to the *photo* (full resolution, before the resize to the
+model's input), the way the camera would deliver it: light drift, lost contrast, gamma, uneven
+illumination, a soft lens, sensor noise, heavy JPEG compression, and parts arriving turned,
+off-centre or at another distance. Training augmentation draws from broad random ranges (see
+``augment.py``); this suite uses its own fixed settings, so the two are not the same test.
+
+Random parts of a variation (rotation angle, shift direction, noise) are seeded per photo from
+(seed, variation, photo index), so a result does not depend on batch or chunk sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from castinspect.data import ImageSet
+from castinspect.decision import predicted_index
+from castinspect.io import ImageError, preprocess, read_image
+from castinspect.metrics import summarize
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Variation:
+    name: str
+    kind: str  # "none", "photometric" (light, optics, sensor, compression) or "geometric"
+    description: str
+    apply: Transform
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def gain(factor: float) -> Transform:
+    return lambda img, rng: _to_u8(img.astype(np.float32) * factor)
+
+
+def contrast(factor: float) -> Transform:
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = img.astype(np.float32)
+        return _to_u8((x - x.mean()) * factor + x.mean())
+    return f
+
+
+def gamma(g: float) -> Transform:
+    table = _to_u8(255.0 * (np.arange(256) / 255.0) ** g)
+    return lambda img, rng: table[img]
+
+
+def uneven_light(strength: float) -> Transform:
+    """A linear light fall-off across the frame, +-strength at the edges, in a random direction."""
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = img.shape
+        a = rng.uniform(0, 2 * math.pi)
+        ys, xs = np.mgrid[-1:1:h * 1j, -1:1:w * 1j]
+        ramp = (xs * math.cos(a) + ys * math.sin(a)) / math.sqrt(2)
+        return _to_u8(img.astype(np.float32) * (1 + strength * ramp))
+    return f
+
+
+def blur(sigma_fraction: float) -> Transform:
+    """Gaussian defocus; sigma as a fraction of the photo's width, so it means the same at any size."""
+    return lambda img, rng: cv2.GaussianBlur(img, (0, 0), sigma_fraction * img.shape[1],
+                                             borderType=cv2.BORDER_REPLICATE)
+
+
+def noise(std: float) -> Transform:
+    return lambda img, rng: _to_u8(img.astype(np.float32) + rng.normal(0, std, img.shape))
+
+
+def jpeg(quality: int) -> Transform:
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else img
+    return f
+
+
+def affine(angle: float | None = None, shift: float = 0.0, scale: float = 1.0) -> Transform:
+    """Rotate about the centre (angle None: a random angle per photo), scale, then shift by
+    ``shift`` of the width in a random direction. Edges are replicated, as augmentation does."""
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = img.shape
+        a = rng.uniform(0, 360) if angle is None else angle
+        m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), a, scale)
+        if shift:
+            d = rng.uniform(0, 2 * math.pi)
+            m[:, 2] += (shift * w * math.cos(d), shift * h * math.sin(d))
+        return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return f
+
+
+SUITE: tuple[Variation, ...] = (
+    Variation("original", "none", "the photo as it is", lambda img, rng: img),
+    Variation("darker", "photometric", "30% less light", gain(0.7)),
+    Variation("brighter", "photometric", "30% more light", gain(1.3)),
+    Variation("low_contrast", "photometric", "contrast halved about the mean", contrast(0.5)),
+    Variation("gamma_0.6", "photometric", "gamma 0.6 (lifted shadows)", gamma(0.6)),
+    Variation("gamma_1.6", "photometric", "gamma 1.6 (deeper shadows)", gamma(1.6)),
+    Variation("uneven_light", "photometric", "light falling off +-30% across the frame", uneven_light(0.3)),
+    Variation("blur", "photometric", "Gaussian defocus, sigma 0.6% of the width", blur(0.006)),
+    Variation("noise", "photometric", "Gaussian sensor noise, 8 grey levels", noise(8.0)),
+    Variation("jpeg_q15", "photometric", "JPEG re-compressed at quality 15", jpeg(15)),
+    Variation("rotate", "geometric", "turned through a random angle", affine()),
+    Variation("shift", "geometric", "off-centre by 8% of the width", affine(angle=0.0, shift=0.08)),
+    Variation("scale_0.9", "geometric", "10% smaller in the frame", affine(angle=0.0, scale=0.9)),
+    Variation("scale_1.1", "geometric", "10% larger in the frame", affine(angle=0.0, scale=1.1)),
+)
+
+
+def variation_rng(seed: int, variation: int, photo: int) -> np.random.Generator:
+    return np.random.default_rng([seed, variation, photo])
+
+
+def run_suite(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
+              chunk: int = 256, workers: int = 4) -> tuple[dict, list[ImageError]]:
+    """Judge every photo of ``images`` under every variation of ``suite``.
+
+    Returns ({variation name: metrics + kind + description}, unreadable files). Memory holds one
+    chunk of full-resolution photos at a time.
+    """
+    size = predictor.input_size
+    probs: dict[str, list[np.ndarray]] = {v.name: [] for v in suite}
+    labels: list[int] = []
+    errors: list[ImageError] = []
+
+    def read(path: str) -> np.ndarray | ImageError:
+        try:
+            return read_image(path)
+        except ImageError as exc:
+            return exc
+
+    def varied(args: tuple[int, Variation, np.ndarray, int]) -> np.ndarray:
+        k, v, img, idx = args
+        return preprocess(v.apply(img, variation_rng(seed, k, idx)), size)
+
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL: threads run in parallel
+        for start in range(0, len(images), chunk):
+            photos = list(pool.map(read, images.paths[start:start + chunk]))
+            good = [i for i, p in enumerate(photos) if not isinstance(p, ImageError)]
+            errors += [p for p in photos if isinstance(p, ImageError)]
+            labels += [int(images.labels[start + i]) for i in good]
+            for k, v in enumerate(suite):
+                batch = list(pool.map(varied, [(k, v, photos[i], start + i) for i in good]))
+                if batch:
+                    probs[v.name].append(predictor.probabilities(np.stack(batch)))
+    y = np.asarray(labels, dtype=np.int64)
+    results = {}
+    for v in suite:
+        p = np.concatenate(probs[v.name]) if probs[v.name] else np.zeros((0, len(predictor.classes)))
+        preds = predicted_index(p, predictor.ok_index, predictor.threshold)
+        m = summarize(y, p, preds, predictor.classes, predictor.ok_index, predictor.threshold)
+        results[v.name] = {"kind": v.kind, "description": v.description,
+                           **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
+                                                "defect_recall", "false_reject_rate", "roc_auc")}}
+    return results, errors
+
+
+def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ...] = SUITE) -> dict[str, np.ndarray]:
+    """One photo under every variation (as the model sees it), for the report."""
+    img = read_image(path)
+    return {v.name: preprocess(v.apply(img, variation_rng(seed, k, 0)), size) for k, v in enumerate(suite)}
+
+
+def worst(results: dict) -> dict:
+    """The headline: lowest accuracy, and escapes under the photometric variations."""
+    name = min(results, key=lambda k: results[k]["accuracy"])
+    photometric = {k: r["escapes"] for k, r in results.items() if r["kind"] == "photometric"}
+    return {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
+            "photometric_escapes": sum(photometric.values())}

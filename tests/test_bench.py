@@ -1,0 +1,25 @@
+"""castinspect bench on synthetic data: every figure present and positive, the ratios consistent.
+(The speed targets are measured by the command and written in the README, not asserted here.)"""
+
+from castinspect.bench import run_bench
+from castinspect.checkpoint import load_checkpoint
+from castinspect.reference import SeedCNN
+
+
+def test_reference_is_the_seeds_architecture():
+    model = SeedCNN()
+    # 300 -> 298/149 -> 147/73 -> 71/35: 64*35*35 features into 224 units, as the seeds had
+    assert sum(p.numel() for p in model.parameters()) == 17_585_345
+
+
+def test_bench_reports_every_figure(model_path, synth_root):
+    ckpt = load_checkpoint(model_path)
+    r = run_bench(str(synth_root), ckpt, ["pytorch", "onnxruntime"], reference_steps=2, latency_n=5)
+    assert r["photos"] == 60 and r["decode_images_per_s"] > 0
+    assert [b["backend"] for b in r["backends"]] == ["pytorch", "onnxruntime"]
+    for b in r["backends"] + [r["reference"]]:
+        assert b["images_per_s"] > 0 and b["model_only_images_per_s"] > 0 and 0 < b["p50_ms"] <= b["p99_ms"]
+    assert r["reference"]["steps"] == 2 and 0 <= r["reference"]["test_accuracy"] <= 1
+    best = max(b["images_per_s"] for b in r["backends"])
+    assert r["ratios"]["end_to_end_vs_decode_limit"] == best / r["decode_images_per_s"]
+    assert r["ratios"]["parameters_vs_reference"] < 0.05

@@ -1,0 +1,93 @@
+"""Grad-CAM heatmaps: shape and range, they land on a planted defect, and the explain command."""
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import make_casting, tiny_config
+from castinspect.config import ModelConfig
+from castinspect.predict import Predictor
+
+SIZE = 96
+
+
+def blob_photo(rng: np.random.Generator, centre: tuple[int, int]) -> np.ndarray:
+    img = make_casting(rng, None, SIZE)
+    cv2.circle(img, centre, 6, 30, -1)
+    return img
+
+
+@pytest.fixture(scope="module")
+def blob_model(tmp_path_factory):
+    """A model that learned one defect type: dark blobs. Three stages: a 12x12 heatmap at 96 px."""
+    from castinspect.train import fit
+
+    root = tmp_path_factory.mktemp("blobs")
+    rng = np.random.default_rng(7)
+    for cls in ("def_front", "ok_front"):
+        (root / "train" / cls).mkdir(parents=True)
+        for i in range(120):
+            img = make_casting(rng, "blob" if cls == "def_front" else None, SIZE)
+            cv2.imwrite(str(root / "train" / cls / f"{i}.png"), img)
+    cfg = tiny_config(20)
+    cfg.model = ModelConfig(size="custom", input_size=SIZE, widths=(8, 16, 32), depths=(1, 1, 2),
+                            backbone="castnet")
+    return Predictor(fit(cfg, root, tmp_path_factory.mktemp("blob_run")).checkpoint)
+
+
+def test_heatmap_shape_and_range(model_path, synth_root):
+    predictor = Predictor.load(model_path)
+    from castinspect.io import load_for_model
+    images = np.stack([load_for_model(p, predictor.input_size) for p in sorted(synth_root.glob("test/*/*.jpeg"))[:5]])
+    heat = predictor.heatmaps(images)
+    assert heat.shape == images.shape and heat.dtype == np.float32
+    assert heat.min() >= 0 and heat.max() <= 1 + 1e-6
+
+
+def test_heatmap_mass_lies_on_the_planted_blob(blob_model):
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    shares = []
+    for k in range(12):
+        angle = 2 * np.pi * k / 12
+        centre = (int(SIZE / 2 + 22 * np.cos(angle)), int(SIZE / 2 + 22 * np.sin(angle)))
+        photo = blob_photo(rng, centre)
+        if blob_model.probabilities(photo[None])[0, blob_model.ok_index] > 0.5:
+            continue  # only photos the model calls defective
+        heat = blob_model.heatmaps(photo[None])[0]
+        near = np.hypot(xx - centre[0], yy - centre[1]) <= 16  # ~9% of the photo
+        shares.append(heat[near].sum() / heat.sum())
+    assert len(shares) >= 8, "the model should call most blob photos defective"
+    # A heatmap that ignored the image would put ~9% of its mass there.
+    assert np.median(shares) > 0.5, shares
+
+
+def test_explain_command_writes_one_png_per_photo(model_path, synth_root, tmp_path):
+    from test_cli import cli
+
+    files = sorted(str(p) for p in synth_root.glob("test/def_front/*.jpeg"))[:3]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0")
+    r = cli("explain", *files, str(bad), "--model", str(model_path), "--out", str(tmp_path / "out"))
+    assert r.returncode == 1 and "broken.jpg" in r.stderr  # the bad file is named, the rest go on
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(p.split("/")[-1].replace(".jpeg", ".png") for p in files)
+    png = cv2.imread(str(tmp_path / "out" / written[0]))
+    assert png.shape[1] == 600  # photo and heatmap side by side, 300 px each
+
+
+def test_explain_with_an_onnx_model_is_a_clear_error(model_path, tmp_path):
+    from test_cli import cli
+
+    from castinspect.checkpoint import load_checkpoint
+    from castinspect.export import export_onnx
+
+    onnx = export_onnx(load_checkpoint(model_path), tmp_path / "m.onnx")
+    r = cli("explain", "x.jpg", "--model", str(onnx))
+    assert r.returncode != 0 and "checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_shows_galleries_with_heatmaps(trained_run):
+    html = (trained_run[0].run_dir / "report.html").read_text()
+    for heading in ("Misclassified", "Correct, nearest the threshold", "Random photos", "Grad-CAM"):
+        assert heading in html
