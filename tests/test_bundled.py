@@ -49,3 +49,19 @@ def test_bundled_model_on_real_test_split():
     for key in ("errors", "escapes", "false_rejects"):
         assert m[key] == recorded[key], key
     assert m["accuracy"] >= 0.95  # far above chance: a broken model or preprocessing fails here
+
+
+def test_bundled_model_carries_its_training_curves(tmp_path):
+    import numpy as np
+
+    from castinspect.data import ImageSet
+    from castinspect.evaluate import evaluate
+    from castinspect.report import write_report
+
+    predictor = Predictor.load()
+    assert len(predictor.checkpoint.info["history"]) == predictor.checkpoint.info["epochs_run"]
+    paths = [str(p) for p in sample_paths()]
+    labels = np.array([predictor.classes.index(p.parent.name) for p in sample_paths()])
+    result = evaluate(predictor, ImageSet(paths, labels, predictor.classes))
+    html = write_report(tmp_path / "r.html", [result], predictor).read_text()
+    assert "Training curves" in html and "Random photos" in html

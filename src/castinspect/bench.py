@@ -24,6 +24,7 @@ from castinspect.checkpoint import Checkpoint
 from castinspect.data import decode_set, load_folder, split_dir
 from castinspect.io import load_for_model
 from castinspect.predict import Predictor
+from castinspect.runtime import tune_allocator
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -143,6 +144,9 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     test = load_folder(split_dir(data_root, "test"), ckpt.classes)
     files = test.paths
     size = ckpt.config.model.input_size
+    # The same CPU set-up as `castinspect train` for both models' training (glibc's allocator
+    # otherwise slows CPU training ~1.6x): the comparison is of the models, not the allocator.
+    tune_allocator()
     decoded = decode_set(test, size)
     latency_files = files[:latency_n]
     result: dict = {"photos": len(files), "input_size": size, "model": ckpt.model_id,

@@ -542,7 +542,8 @@ def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (defau
         "size": ckpt.config.model.size,
         "parameters": sum(p.numel() for p in net.parameters()),
         "flops": count_flops(net, ckpt.config.model.input_size),
-        **{k: v for k, v in ckpt.info.items() if k not in ("parameters", "flops")},
+        **{k: v for k, v in ckpt.info.items() if k not in ("parameters", "flops", "history")},
+        "epochs_in_history": len(ckpt.info.get("history", [])),
     }
     out.print_json(json.dumps(summary))
 

@@ -128,8 +128,8 @@ class LiteNet(nn.Module):
         self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
         self.head_conv = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True))
         # The package keeps TensorFlow's BatchNorm momentum (0.01 in PyTorch terms): the running
-        # statistics then trail the fine-tuned weights by ~100 steps, and evaluation-mode accuracy
-        # collapses early in fine-tuning (48% after one epoch, measured by an earlier attempt).
+        # statistics then trail the fine-tuned weights by ~100 steps, our suspect for the reported
+        # collapse of evaluation-mode accuracy early in fine-tuning (48% after one epoch).
         # PyTorch's default 0.1 lets them follow the grayscale castings within a few steps.
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):

@@ -201,8 +201,10 @@ def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor
              f"<p>model <code>{predictor.model_id}</code>, input {predictor.input_size}px, "
              f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold), "
              f"calibration temperature {predictor.temperature:.3f}</p>"]
-    if history_csv and Path(history_csv).exists():
-        parts.append(f'<h2>Training</h2><img src="{_fig_to_uri(plot_history(read_history(history_csv)))}">')
+    history = (read_history(history_csv) if history_csv and Path(history_csv).exists()
+               else predictor.checkpoint.info.get("history") if predictor.checkpoint is not None else None)
+    if history:
+        parts.append(f'<h2>Training curves</h2><img src="{_fig_to_uri(plot_history(history))}">')
     for ev in results:
         m = ev.metrics
         y = (ev.labels != predictor.ok_index).astype(int)

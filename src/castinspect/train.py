@@ -288,6 +288,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
         "flops": count_flops(model, cfg.model.input_size),
         "bf16": bf16,
         "threshold_rule": "0.5" if tc.target_recall is None else f"validation recall >= {tc.target_recall}",
+        # the training curves travel with the model, for any later report of it
+        "history": [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in history],
     }
     ckpt = Checkpoint(cfg, classes, ok_index, threshold,
                       {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature)
