@@ -243,7 +243,6 @@ def predict(
 
     Example: castinspect predict photos/ --format json > verdicts.json
     """
-    from castinspect.io import expand_paths
     from castinspect.predict import Predictor
 
     if fmt not in ("table", "csv", "json"):
@@ -252,19 +251,30 @@ def predict(
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
-    files = expand_paths(paths)
-    if not files:
-        _fail("no images found in the given paths")
     failed = 0
-    for insp in _emit(predictor.iter_predict(files), fmt):
+    for insp in _emit(predictor.iter_predict(_image_files(paths)), fmt):
         failed += insp.error is not None
         if insp.error:
-            err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
+            _print_error(insp)
         elif annotate:
             from castinspect.annotate import write_annotated
             from castinspect.io import read_image
             write_annotated(read_image(insp.source), insp, annotate)
     raise typer.Exit(1 if failed else 0)
+
+
+def _image_files(paths: list[str]) -> list[str]:
+    """Files, folders and globs expanded in order; stops the command when nothing matches."""
+    from castinspect.io import expand_paths
+
+    files = expand_paths(paths)
+    if not files:
+        _fail("no images found in the given paths")
+    return files
+
+
+def _print_error(insp) -> None:
+    err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
 
 
 def _emit(results, fmt: str):
@@ -376,7 +386,6 @@ def explain(
     """
     from castinspect.annotate import write_annotated
     from castinspect.explain import side_by_side
-    from castinspect.io import expand_paths
     from castinspect.predict import Predictor
 
     try:
@@ -384,15 +393,12 @@ def explain(
         predictor.require_checkpoint()
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
-    files = expand_paths(paths)
-    if not files:
-        _fail("no images found in the given paths")
     failed = 0
-    for f in files:
+    for f in _image_files(paths):
         insp, gray, heat = predictor.explain_one(f)
         if insp.error:
             failed += 1
-            err.print(f"error: {insp.source}: {insp.error}", highlight=False, markup=False)
+            _print_error(insp)
             continue
         png = write_annotated(gray, insp, out_dir, picture=side_by_side(gray, heat, insp))
         out.print(f"{png}  {insp.decision}  p(defect)={insp.p_defect:.4f}", highlight=False)

@@ -160,7 +160,7 @@ class Predictor:
                                                                               np.ndarray | None]:
         """(Inspection, the photo in gray at full size, its heatmap at model size); for a file
         that cannot be read, (Inspection with ``error``, None, None)."""
-        name = next(_named([source], None if name is None else [name]))[0]
+        name = _name_of(source, name)
         try:
             gray = read_image(source, name)
         except ImageError as exc:
@@ -175,11 +175,16 @@ class Predictor:
     def predict_one(self, source: Source, name: str | None = None) -> Inspection:
         """One photo, decoded and judged on the calling thread: the line's one-at-a-time path,
         without the batch pipeline's thread hand-offs."""
-        name = next(_named([source], None if name is None else [name]))[0]
+        name = _name_of(source, name)
         decoded = self._load((name, source))
         if isinstance(decoded, ImageError):
             return self.failed(name, decoded)
         return self.judge([name], self.probabilities(decoded[None]))[0]
+
+
+def _name_of(source: Source, name: str | None) -> str:
+    """The name a photo is reported under: ``name``, else its path, else "<bytes>"."""
+    return next(_named([source], None if name is None else [name]))[0]
 
 
 def _named(sources: Iterable[Source], names: Iterable[str] | None) -> Iterator[tuple[str, Source]]:
