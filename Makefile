@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - create .venv, install castinspect, judge the bundled sample photos
-#   make test   - the same install, then the test suite
+#   make test   - the same install, the system packages the tests use for real (PostgreSQL,
+#                 Chromium; scripts/system-deps.sh), then the test suite
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench-train clean
+.PHONY: install system-deps demo test bench-train clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +19,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/castinspect demo --out castinspect-demo
 
-test: install
-	$(BIN)/python -m pytest
+system-deps:
+	scripts/system-deps.sh
+
+# CASTINSPECT_REQUIRE_SYSTEM_TESTS=1: a missing PostgreSQL or Chromium fails the run instead of
+# skipping its tests.
+test: install system-deps
+	CASTINSPECT_REQUIRE_SYSTEM_TESTS=1 $(BIN)/python -m pytest
 
 # Retrain the bundled model from scratch (about 2-4 minutes on 2 cores); not part of CI.
 bench-train: install

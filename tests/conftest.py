@@ -91,3 +91,21 @@ def model_path(trained_run) -> Path:
 
 def real_data_available() -> bool:
     return (REAL_DATA / "test" / "def_front").is_dir() and not os.environ.get("CASTINSPECT_SKIP_REAL")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (see services.py)."""
+    from services import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """An empty inspection-log database: SQLite in a file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"  # an absolute path: sqlite:////tmp/...
+    return request.getfixturevalue("postgres").new_database()

@@ -23,3 +23,8 @@ def test_bench_reports_every_figure(model_path, synth_root):
     best = max(b["images_per_s"] for b in r["backends"])
     assert r["ratios"]["end_to_end_vs_decode_limit"] == best / r["decode_images_per_s"]
     assert r["ratios"]["parameters_vs_reference"] < 0.05
+    # both models judged under the same variations (ours also at its own threshold)
+    from castinspect.robustness import SUITE
+    names = [v.name for v in SUITE]
+    for table in (r["robustness"], r["robustness_at_0.5"], r["reference"]["robustness"]):
+        assert list(table) == names and all(t["n"] == 60 for t in table.values())

@@ -109,3 +109,16 @@ def test_expand_paths_folders_globs_and_missing(tmp_path):
     assert expand_paths([tmp_path]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
     assert expand_paths([str(tmp_path / "*.jpg")]) == [str(tmp_path / "b.jpg")]
     assert expand_paths([str(tmp_path / "missing.jpg")]) == [str(tmp_path / "missing.jpg")]
+
+
+def test_header_size_reads_the_claimed_frame_before_decoding():
+    import cv2
+    import numpy as np
+
+    from castinspect.io import header_size
+
+    img = np.zeros((37, 53), np.uint8)
+    for ext in (".jpg", ".png", ".bmp"):
+        ok, buf = cv2.imencode(ext, img)
+        assert header_size(buf.tobytes()) == (53, 37), ext
+    assert header_size(b"RIFF....WEBP") is None and header_size(b"\xff\xd8\xff") is None

@@ -7,7 +7,9 @@ In one run, on the same photos:
       latency p50/p99 (decode + model, one photo at a time), plus model-only throughput;
   (c) training throughput (images/s through a full training step, augmentation included);
   (d) the same for a reproduction of the seeds' CNN (``reference.py``), trained here on the
-      same training photos and validation split, and judged on the same test photos.
+      same training photos and validation split, and judged on the same test photos;
+  (e) both models under the line-variation suite (``robustness.py``), ours at its operating
+      threshold and at 0.5, the reference at 0.5 (it has no chosen threshold).
 Absolute times on a shared 2-core machine are noisy; the ratios, measured in one run, are the result.
 """
 
@@ -24,7 +26,23 @@ from castinspect.checkpoint import Checkpoint
 from castinspect.data import decode_set, load_folder, split_dir
 from castinspect.io import load_for_model
 from castinspect.predict import Predictor
+from castinspect.robustness import run_suite
 from castinspect.runtime import tune_allocator
+
+
+class ReferenceJudge:
+    """The reference CNN seen through the Predictor's interface, so the robustness suite can judge it."""
+
+    def __init__(self, model: torch.nn.Module, classes: list[str], ok_index: int, input_size: int) -> None:
+        self.model, self.classes, self.ok_index = model, classes, ok_index
+        self.input_size, self.threshold = input_size, 0.5
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        from castinspect.reference import p_defect
+        p = p_defect(self.model, images)
+        probs = np.empty((len(p), 2), np.float32)
+        probs[:, self.ok_index], probs[:, 1 - self.ok_index] = 1 - p, p
+        return probs
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -99,7 +117,8 @@ def train_throughput(ckpt: Checkpoint, images: np.ndarray, labels: np.ndarray, s
     return steps * bs / _timed(lambda: [step() for _ in range(steps)])
 
 
-def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], latency_files: list[str], epochs: int, max_steps: int | None, report) -> dict:
+def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], latency_files: list[str],
+                    epochs: int, max_steps: int | None, robustness: bool, report) -> dict:
     """Train the seeds' CNN on our training photos and validation split, at 300 px; judge the test."""
     from castinspect.config import Config
     from castinspect.reference import INPUT_SIZE, p_defect, to_tensor, train_reference
@@ -126,7 +145,7 @@ def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], lat
             batch = np.stack([load_for_model(f, INPUT_SIZE) for f in test_files[i:i + 64]])
             p_defect(model, batch)
 
-    return {
+    result = {
         "parameters": sum(t.numel() for t in model.parameters()),
         "train_seconds": stats["seconds"], "epochs": stats["epochs"], "steps": stats["steps"],
         "train_images_per_s": stats["train_images_per_s"],
@@ -136,11 +155,16 @@ def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], lat
         "images_per_s": len(test_files) / _timed(end_to_end),
         **latency_ms(judge_one, latency_files),
     }
+    if robustness:
+        report("reference under the line-variation suite ...")
+        judge = ReferenceJudge(model, ckpt.classes, ok, INPUT_SIZE)
+        result["robustness"] = run_suite(judge, load_folder(split_dir(data_root, "test"), ckpt.classes))[0]
+    return result
 
 
 def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: bool = True,
               reference_epochs: int = 12, reference_steps: int | None = None, latency_n: int = 200,
-              workers: int = 2, report=lambda s: None) -> dict:
+              workers: int = 2, robustness: bool = True, report=lambda s: None) -> dict:
     test = load_folder(split_dir(data_root, "test"), ckpt.classes)
     files = test.paths
     size = ckpt.config.model.input_size
@@ -150,6 +174,7 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     decoded = decode_set(test, size)
     latency_files = files[:latency_n]
     result: dict = {"photos": len(files), "input_size": size, "model": ckpt.model_id,
+                    "threshold": ckpt.threshold,
                     "parameters": sum(v.numel() for k, v in ckpt.state_dict.items() if "running" not in k
                                       and "num_batches" not in k),
                     "train_seconds_recorded": ckpt.info.get("train_seconds")}
@@ -165,9 +190,13 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     result["test_accuracy_at_0.5"] = float((((1 - probs[:, ckpt.ok_index]) >= 0.5) == y).mean())
     report("training throughput ...")
     result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
+    if robustness:
+        report("line-variation suite ...")
+        result["robustness"] = run_suite(predictor, test)[0]
+        result["robustness_at_0.5"] = run_suite(Predictor(ckpt, threshold=0.5, backend="pytorch"), test)[0]
     if reference:
         result["reference"] = bench_reference(data_root, ckpt, files, latency_files,
-                                              reference_epochs, reference_steps, report)
+                                              reference_epochs, reference_steps, robustness, report)
     result["ratios"] = ratios(result)
     return result
 

@@ -448,6 +448,7 @@ def bench(
     reference_epochs: Annotated[int, typer.Option(help="The reference's epoch limit (early stopping on validation loss).")] = 12,
     reference_steps: Annotated[Optional[int], typer.Option(help="Cut the reference's training after this many steps (a quick look).")] = None,
     latency_n: Annotated[int, typer.Option(help="Photos judged one at a time for the latency percentiles.")] = 200,
+    robustness: Annotated[bool, typer.Option(help="Also judge both models under the line-variation suite.")] = True,
 ) -> None:
     """Measure decode-only throughput, end-to-end throughput and latency per backend, training
     throughput, and the same for a reproduction of the seeds' CNN, in one run; print the ratios.
@@ -464,7 +465,7 @@ def bench(
     try:
         ckpt = load_checkpoint(model or bundled_model_path())
         result = run_bench(str(data_root), ckpt, backends, reference=reference, reference_epochs=reference_epochs,
-                           reference_steps=reference_steps, latency_n=latency_n,
+                           reference_steps=reference_steps, latency_n=latency_n, robustness=robustness,
                            report=lambda s: err.print(s, highlight=False, markup=False))
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
@@ -478,9 +479,26 @@ def bench(
         table.add_row(name, f"{b['images_per_s']:.0f}", f"{b['model_only_images_per_s']:.0f}",
                       f"{b['p50_ms']:.2f}", f"{b['p99_ms']:.2f}")
     out.print(table)
+    if robustness:
+        out.print(_robustness_comparison(result))
     out.print_json(json.dumps(result["ratios"]))
     if json_path:
         write_metrics(json_path, result)
+
+
+def _robustness_comparison(result: dict) -> Table:
+    """Accuracy and escapes per variation: ours at its threshold and at 0.5, the reference at 0.5."""
+    columns = {f"ours @{result['threshold']:.3f}": result["robustness"], "ours @0.5": result["robustness_at_0.5"]}
+    if "robustness" in result.get("reference", {}):
+        columns["seeds' CNN @0.5"] = result["reference"]["robustness"]
+    table = Table(title="Line variations: accuracy % (escapes / false rejects)")
+    table.add_column("variation")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for v in result["robustness"]:
+        table.add_row(v, *(f"{r[v]['accuracy'] * 100:.1f} ({r[v]['escapes']}/{r[v]['false_rejects']})"
+                           for r in columns.values()))
+    return table
 
 
 @app.command("learning-curve")
@@ -520,6 +538,76 @@ def learning_curve_command(
                       f"{r['train_seconds']:.0f}")
     out.print(table)
     out.print(f"curve: {out_dir / 'curve.png'}", highlight=False)
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Annotated[str, typer.Option(help="Inspection log: a file path, sqlite:///FILE or postgresql://user@host:port/name.")] = "castinspect.db",
+    token: Annotated[Optional[str], typer.Option(envvar="CASTINSPECT_TOKEN", help="Bearer token required on the API (better set through CASTINSPECT_TOKEN: a command line is visible to other users).")] = None,
+    threshold: ThresholdOpt = None,
+    review_band: ReviewOpt = None,
+    backend: BackendOpt = "auto",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted request body, in MiB.")] = 20.0,
+    store_images: Annotated[bool, typer.Option(help="Keep each inspected photo in the log for audit (stored once per content).")] = False,
+    station: Annotated[Optional[str], typer.Option(help="This station's name, written with each record (several stations, one log).")] = None,
+) -> None:
+    """Serve the inspection API and the operator page; every judgement is committed to the log
+    before its answer is sent.
+
+    Example: castinspect serve --db sqlite:///line1.db   then open http://127.0.0.1:8000/
+    """
+    from castinspect.inspection_log import InspectionLog
+    from castinspect.predict import Predictor
+    from castinspect.server import check_binding, serve as run_server
+
+    try:
+        check_binding(host, token)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend)
+        log = InspectionLog.open(db, station=station)
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # a database that cannot be reached: say which and why, no traceback
+        _fail(f"cannot open the inspection log {db}: {exc}")
+    err.print(f"castinspect serving model {predictor.model_id} on http://{host}:{port}/  "
+              f"(log: {log.target.describe()}, schema v{log.schema_version()})", highlight=False, markup=False)
+    try:
+        run_server(predictor, log, host=host, port=port, token=token,
+                   max_upload=int(max_upload_mb * 1024 * 1024), store_images=store_images)
+    finally:
+        log.close()
+
+
+log_app = typer.Typer(no_args_is_help=True, help="The inspection log written by castinspect serve.")
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("export")
+def log_export(
+    db: Annotated[str, typer.Option(help="The log: a file path, sqlite:///FILE or postgresql://...")] = "castinspect.db",
+    as_csv: Annotated[bool, typer.Option("--csv/--jsonl", help="CSV (default) or one JSON object per line.")] = True,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write here (default: stdout).")] = None,
+) -> None:
+    """Every inspection in the log, oldest first.
+
+    Example: castinspect log export --db sqlite:///line1.db --csv --out inspections.csv
+    """
+    from castinspect.inspection_log import InspectionLog, parse_url
+
+    try:
+        target = parse_url(db)
+        if target.dialect == "sqlite" and not Path(target.location).is_file():
+            raise FileNotFoundError(f"{target.location}: no such inspection log")
+        log = InspectionLog(target)
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError) as exc:
+        _fail(str(exc))
+    import contextlib
+
+    with log, (open(out_path, "w", newline="") if out_path else contextlib.nullcontext(sys.stdout)) as fh:
+        n = log.export_csv(fh) if as_csv else log.export_jsonl(fh)
+    err.print(f"{n} inspections exported", highlight=False)
 
 
 @app.command()

@@ -30,12 +30,13 @@ def gradcam(model: torch.nn.Module, images: np.ndarray, ok_index: int, batch_siz
         x = to_input(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])))
         with torch.enable_grad():
             feats = model.forward_features(x)
-            feats.retain_grad()
             log_p = torch.log_softmax(model.forward_head(feats), dim=1)
             defect = torch.cat([log_p[:, :ok_index], log_p[:, ok_index + 1:]], dim=1).logsumexp(dim=1)
-            (defect - log_p[:, ok_index]).sum().backward()
-        weights = feats.grad.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * feats).sum(dim=1, keepdim=True)).detach()
+            # autograd.grad, not backward(): nothing accumulates in the parameters' .grad, so one
+            # model can serve heatmaps to several threads at once (the server).
+            (grad,) = torch.autograd.grad((defect - log_p[:, ok_index]).sum(), feats)
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * feats.detach()).sum(dim=1, keepdim=True))
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
         out.append((cam / peak).numpy())

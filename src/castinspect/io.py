@@ -38,12 +38,15 @@ cv2.setNumThreads(1)  # parallelism comes from our own workers; OpenCV's pool on
 
 
 class ImageError(ValueError):
-    """A file that cannot be judged; the message names it and says why."""
+    """A file that cannot be judged; the message names it and says why. ``code`` is the kind of
+    problem for programs (the server maps it to an HTTP status): missing, empty, too_large,
+    not_image, corrupt, too_many_pixels, too_small or unsupported."""
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, reason: str, code: str = "corrupt") -> None:
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+        self.code = code
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -67,14 +70,14 @@ def read_image(src: str | os.PathLike | bytes, name: str | None = None) -> np.nd
         try:
             size = os.path.getsize(src)
             if size > MAX_FILE_BYTES:
-                raise ImageError(label, f"file too large ({size} bytes > {MAX_FILE_BYTES})")
+                raise ImageError(label, f"file too large ({size} bytes > {MAX_FILE_BYTES})", "too_large")
             data = Path(src).read_bytes()
         except FileNotFoundError:
-            raise ImageError(label, "no such file") from None
+            raise ImageError(label, "no such file", "missing") from None
         except IsADirectoryError:
-            raise ImageError(label, "is a directory, not an image") from None
+            raise ImageError(label, "is a directory, not an image", "not_image") from None
         except PermissionError:
-            raise ImageError(label, "permission denied") from None
+            raise ImageError(label, "permission denied", "missing") from None
     return decode_bytes(data, label)
 
 
@@ -82,14 +85,43 @@ def decode_bytes(data: bytes, label: str) -> np.ndarray:
     return to_gray_uint8(decode_raw(data, label), label)
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the file's header claims them, for PNG, JPEG and BMP; None when not
+    found (other formats, or a header too damaged to read: the decoder then says why)."""
+    if data.startswith(b"\x89PNG") and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"BM") and len(data) >= 26:
+        return abs(int.from_bytes(data[18:22], "little", signed=True)), \
+            abs(int.from_bytes(data[22:26], "little", signed=True))
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(data):  # walk the JPEG segments to the first start-of-frame marker
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+                i += 2
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
 def decode_raw(data: bytes, label: str) -> np.ndarray:
     """The frame as stored (any channels and depth), after the content and size checks."""
     if not data:
-        raise ImageError(label, "empty file")
+        raise ImageError(label, "empty file", "empty")
     if len(data) > MAX_FILE_BYTES:
-        raise ImageError(label, f"file too large ({len(data)} bytes > {MAX_FILE_BYTES})")
+        raise ImageError(label, f"file too large ({len(data)} bytes > {MAX_FILE_BYTES})", "too_large")
     if sniff_format(data) is None:
-        raise ImageError(label, "not an image (unrecognised content; JPEG, PNG, BMP, TIFF or WebP expected)")
+        raise ImageError(label, "not an image (unrecognised content; JPEG, PNG, BMP, TIFF or WebP expected)",
+                         "not_image")
+    claimed = header_size(data)
+    if claimed and claimed[0] * claimed[1] > MAX_PIXELS:
+        # Refused before decoding: a small file can claim a frame of gigabytes (a decompression bomb).
+        raise ImageError(label, f"image dimensions too large ({claimed[0]}x{claimed[1]} pixels "
+                                f"> {MAX_PIXELS})", "too_many_pixels")
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -109,20 +141,20 @@ def to_gray_uint8(img: np.ndarray, label: str = "<array>") -> np.ndarray:
         elif img.shape[2] == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         else:
-            raise ImageError(label, f"unsupported channel count {img.shape[2]}")
+            raise ImageError(label, f"unsupported channel count {img.shape[2]}", "unsupported")
     if img.ndim != 2:
-        raise ImageError(label, f"unsupported image shape {img.shape}")
+        raise ImageError(label, f"unsupported image shape {img.shape}", "unsupported")
     h, w = img.shape
     if min(h, w) < MIN_SIDE:
-        raise ImageError(label, f"image too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE})")
+        raise ImageError(label, f"image too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE})", "too_small")
     if h * w > MAX_PIXELS:
-        raise ImageError(label, f"image too large ({w}x{h} pixels > {MAX_PIXELS})")
+        raise ImageError(label, f"image dimensions too large ({w}x{h} pixels > {MAX_PIXELS})", "too_many_pixels")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype in (np.float32, np.float64):
         img = np.clip(img * 255.0 if img.max() <= 1.0 else img, 0, 255).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ImageError(label, f"unsupported pixel type {img.dtype}")
+        raise ImageError(label, f"unsupported pixel type {img.dtype}", "unsupported")
     return np.ascontiguousarray(img)
 
 

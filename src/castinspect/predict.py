@@ -165,8 +165,13 @@ class Predictor:
             gray = read_image(source, name)
         except ImageError as exc:
             return self.failed(name, exc), None, None
+        insp, heat = self.judge_photo(gray, name, heatmap=True)
+        return insp, gray, heat
+
+    def judge_photo(self, gray: np.ndarray, name: str, heatmap: bool = False) -> tuple[Inspection, np.ndarray | None]:
+        """One decoded photo (gray, any size): its Inspection and, if asked, its heatmap at model size."""
         x = preprocess(gray, self.input_size)[None]
-        return self.judge([name], self.probabilities(x))[0], gray, self.heatmaps(x)[0]
+        return self.judge([name], self.probabilities(x))[0], (self.heatmaps(x)[0] if heatmap else None)
 
     def predict(self, sources: Iterable[Source], names: Iterable[str] | None = None,
                 batch_size: int = 64) -> list[Inspection]:

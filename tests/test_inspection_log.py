@@ -1,0 +1,146 @@
+"""The inspection log on real databases: SQLite (WAL) and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import io
+import csv
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from castinspect.inspection_log import (MIGRATIONS, SCHEMA_VERSION, InspectionLog, Target, _Database,
+                                        migrate, parse_url)
+from castinspect.records import Inspection
+
+
+def make(decision: str, p: float = 0.5, source: str = "a.jpeg", when: datetime | None = None) -> Inspection:
+    insp = Inspection(source=source, label="def_front" if decision == "defective" else "ok_front", score=p,
+                      p_defect=p, decision=decision, threshold=0.5, model="m1")
+    if when is not None:
+        insp.time = when.isoformat(timespec="milliseconds")
+    return insp
+
+
+def test_parse_url():
+    assert parse_url("line.db") == Target("sqlite", "line.db")
+    assert parse_url("sqlite:///rel/line.db") == Target("sqlite", "rel/line.db")
+    assert parse_url("sqlite:////abs/line.db") == Target("sqlite", "/abs/line.db")
+    assert parse_url("postgresql://u@h:5433/db").dialect == "postgresql"
+    assert parse_url("postgres://u@h/db").location == "postgresql://u@h/db"
+    assert parse_url("postgresql+psycopg://u:secret@h/db").describe() == "postgresql://u@h:5432/db"
+    for bad in ("mysql://h/db", "sqlite://", "sqlite:///"):
+        with pytest.raises(ValueError, match="sqlite|unsupported"):
+            parse_url(bad)
+
+
+def test_record_page_get_and_filter(db_url):
+    with InspectionLog.open(db_url, station="line-1") as log:
+        assert log.schema_version() == SCHEMA_VERSION and log.migrated_from == 0
+        items = [make("ok", 0.1, "p0.jpeg"), make("defective", 0.9, "p1.jpeg"), make("ok", 0.2, "p2.jpeg")]
+        log.record(items, [1.0, 2.0, 3.0])
+        page, total = log.page(limit=2)
+        assert total == 3 and [r["source"] for r in page] == ["p2.jpeg", "p1.jpeg"]  # newest first
+        page, total = log.page(limit=2, offset=2)
+        assert [r["source"] for r in page] == ["p0.jpeg"] and total == 3
+        page, total = log.page(decision="defective")
+        assert total == 1 and page[0]["id"] == items[1].id and page[0]["station"] == "line-1"
+        row = log.get(items[0].id)
+        assert row["p_defect"] == pytest.approx(0.1) and row["latency_ms"] == pytest.approx(1.0)
+        assert row["time"] == items[0].time and row["decision"] == "ok"
+        assert log.get("no-such-id") is None
+
+
+def test_stats_windows(db_url):
+    now = datetime.now(timezone.utc)
+    with InspectionLog.open(db_url) as log:
+        log.record([make("defective", 0.9, when=now - timedelta(days=2)),
+                    make("ok", when=now - timedelta(hours=3)),
+                    make("defective", 0.8, when=now - timedelta(minutes=5)),
+                    make("ok", when=now - timedelta(minutes=1)),
+                    make("review", when=now - timedelta(minutes=1))])
+        s = log.stats(now)
+        assert s["last_hour"] == {"ok": 1, "defective": 1, "review": 1, "total": 3, "reject_rate": pytest.approx(1 / 3)}
+        assert s["last_24h"]["total"] == 4 and s["all"]["total"] == 5
+        assert s["all"]["reject_rate"] == pytest.approx(2 / 5)
+
+
+def test_concurrent_records_each_committed_once(db_url):
+    """Many threads recording at once (group commit): every row lands exactly once."""
+    with InspectionLog.open(db_url) as log:
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def worker(k: int) -> None:
+            for i in range(25):
+                insp = make("ok", source=f"t{k}-{i}.jpeg")
+                log.record([insp])
+                with lock:
+                    ids.append(insp.id)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rows, total = log.page(limit=1000)
+        assert total == 200 and sorted(r["id"] for r in rows) == sorted(ids)
+
+
+def test_images_are_content_addressed(db_url):
+    with InspectionLog.open(db_url) as log:
+        a, b = make("ok"), make("ok")
+        log.record([a], images=[(b"\xff\xd8\xffsame bytes", "jpeg")])
+        log.record([b], images=[(b"\xff\xd8\xffsame bytes", "jpeg")])
+        sha = log.get(a.id)["image_sha256"]
+        assert sha == log.get(b.id)["image_sha256"] and log.image(sha) == (b"\xff\xd8\xffsame bytes", "jpeg")
+        assert len(log._query("SELECT sha256 FROM images")) == 1
+
+
+def test_export_csv(db_url):
+    with InspectionLog.open(db_url) as log:
+        items = [make("ok", 0.25, "x,1.jpeg"), make("defective", 0.75, "y.jpeg")]
+        log.record(items)
+        buf = io.StringIO()
+        assert log.export_csv(buf) == 2
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert [r["source"] for r in rows] == ["x,1.jpeg", "y.jpeg"]  # oldest first, commas quoted
+    assert float(rows[1]["p_defect"]) == 0.75 and rows[0]["id"] == items[0].id
+
+
+def test_migrates_an_old_log_and_keeps_its_rows(db_url):
+    """A log written at schema version 1 is brought up to date on open, its rows intact."""
+    db = _Database(parse_url(db_url))
+    import castinspect.inspection_log as il
+    saved = il.MIGRATIONS
+    try:
+        il.MIGRATIONS, il.SCHEMA_VERSION = saved[:1], 1
+        assert migrate(db) == 0
+        db.execute("INSERT INTO inspections (id, time, source, threshold, model, decision) "
+                   "VALUES ('old', '2026-01-01T00:00:00.000+00:00', 'old.jpeg', 0.5, 'm0', 'ok')")
+    finally:
+        il.MIGRATIONS, il.SCHEMA_VERSION = saved, len(saved)
+        db.close()
+    with InspectionLog.open(db_url) as log:
+        assert log.migrated_from == 1 and log.schema_version() == len(MIGRATIONS)
+        row = log.get("old")
+        assert row["source"] == "old.jpeg" and row["image_sha256"] is None
+        log.record([make("ok")], images=[(b"\x89PNG\r\n\x1a\nxx", "png")])  # the new column works
+        assert log.page()[1] == 2
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "log.db"
+    InspectionLog.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        InspectionLog.open(path)
+
+
+def test_sqlite_log_is_in_wal_mode(tmp_path):
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        assert log._query("PRAGMA journal_mode")[0][0] == "wal"

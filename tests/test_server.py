@@ -1,0 +1,231 @@
+"""The HTTP service with the real app in-process (FastAPI's TestClient), the bundled model and
+real casting photos; the log on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from castinspect.inspection_log import InspectionLog
+from castinspect.predict import Predictor
+from castinspect.server import _label, check_binding, create_app
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "castinspect" / "assets" / "samples"
+DEF = sorted((SAMPLES / "def_front").iterdir())
+OK = sorted((SAMPLES / "ok_front").iterdir())
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor.load()
+
+
+@pytest.fixture
+def log(tmp_path):
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        yield log
+
+
+@pytest.fixture
+def client(predictor, log):
+    with TestClient(create_app(predictor, log, max_upload=2 * 1024 * 1024, store_images=True)) as c:
+        yield c
+
+
+def upload(path: Path) -> dict:
+    return {"file": (path.name, path.read_bytes(), "image/jpeg")}
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge frame (a decompression bomb's opening)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_inspect_answers_and_logs_the_judgement(client, predictor, log):
+    r = client.post("/v1/inspect", files=upload(DEF[0]))
+    assert r.status_code == 200
+    body = r.json()
+    for key in ("id", "label", "score", "decision", "threshold", "model", "latency_ms"):
+        assert key in body
+    assert body["model"] == predictor.model_id and body["threshold"] == predictor.threshold
+    expected = predictor.predict_one(DEF[0])  # the same Predictor path as the CLI
+    assert body["label"] == expected.label and body["p_defect"] == pytest.approx(expected.p_defect, abs=1e-6)
+    row = log.get(body["id"])  # committed before the answer came back
+    assert row["decision"] == body["decision"] and row["source"] == DEF[0].name
+    assert client.get(f"/v1/inspections/{body['id']}").json()["id"] == body["id"]
+
+
+def test_heatmap_is_a_png_overlay(client):
+    body = client.post("/v1/inspect?heatmap=1", files=upload(DEF[1])).json()
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(body["heatmap_png"]), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (300, 300, 3)
+    assert "heatmap_png" not in client.post("/v1/inspect", files=upload(DEF[1])).json()
+
+
+def test_stored_image_comes_back_unchanged(client):
+    body = client.post("/v1/inspect", files=upload(OK[0])).json()
+    r = client.get(f"/v1/inspections/{body['id']}/image")
+    assert r.status_code == 200 and r.content == OK[0].read_bytes() and r.headers["content-type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("files, status, words", [
+    (None, 422, "file"),
+    ({"file": ("e.jpg", b"", "image/jpeg")}, 400, "empty"),
+    ({"file": ("notes.jpg", b"hello, not a photo", "image/jpeg")}, 415, "not an image"),
+    ({"file": ("cut.jpeg", DEF[0].read_bytes()[:600], "image/jpeg")}, 422, "cut.jpeg"),
+    ({"file": ("bomb.png", png_claiming(100_000, 100_000), "image/png")}, 422, "dimensions too large"),
+    ({"file": ("big.jpeg", b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024), "image/jpeg")}, 413, "larger than"),
+])
+def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(client, log, files, status, words):
+    r = client.post("/v1/inspect", files=files) if files else client.post("/v1/inspect")
+    assert r.status_code == status
+    detail = r.json()["detail"]
+    assert words in (detail if isinstance(detail, str) else str(detail))
+    assert log.page()[1] == 0  # nothing judged, nothing logged
+    assert client.post("/v1/inspect", files=upload(OK[1])).status_code == 200  # still serving
+
+
+def test_a_streamed_body_past_the_limit_is_refused(client):
+    """No Content-Length to go by (chunked upload): the limit is applied as the body streams in."""
+    boundary = "xyz"
+    def body():
+        yield f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n".encode()
+        for _ in range(40):
+            yield b"\0" * (128 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+    r = client.post("/v1/inspect", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413
+    assert client.get("/healthz").status_code == 200
+
+
+def test_batch_judges_the_good_and_reports_the_bad(client, log):
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in (DEF[0], OK[0])]
+    files.insert(1, ("files", ("broken.jpeg", b"\xff\xd8\xff\xe0broken", "image/jpeg")))
+    body = client.post("/v1/inspect/batch", files=files).json()
+    assert body["judged"] == 2 and body["errors"] == 1
+    assert [i["source"] for i in body["items"]] == [DEF[0].name, "broken.jpeg", OK[0].name]
+    assert "broken.jpeg" in body["items"][1]["error"] or body["items"][1]["error"]
+    ids = {i["id"] for i in body["items"] if "id" in i}
+    rows, total = log.page()
+    assert total == 2 and {r["id"] for r in rows} == ids
+
+
+def test_listing_filters_and_stats(client):
+    decisions = [client.post("/v1/inspect", files=upload(p)).json()["decision"] for p in DEF + OK]
+    listing = client.get("/v1/inspections?limit=3").json()
+    assert listing["total"] == len(decisions) and len(listing["items"]) == 3
+    assert listing["items"][0]["source"] == OK[-1].name  # newest first
+    n_def = decisions.count("defective")
+    defective = client.get("/v1/inspections?decision=defective&limit=100").json()
+    assert defective["total"] == n_def and all(i["decision"] == "defective" for i in defective["items"])
+    assert client.get("/v1/inspections?decision=maybe").status_code == 422
+    stats = client.get("/v1/stats").json()
+    assert stats["last_hour"]["total"] == len(decisions) == stats["this_server"]["total"]
+    assert stats["last_hour"]["reject_rate"] == pytest.approx(n_def / len(decisions))
+    assert client.get("/v1/inspections/nope").status_code == 404
+
+
+def test_metrics_in_prometheus_text_format(client):
+    client.post("/v1/inspect", files=upload(DEF[0]))
+    client.post("/v1/inspect", files={"file": ("x.jpg", b"nope", "image/jpeg")})
+    text = client.get("/metrics").text
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines}
+    assert sum(v for k, v in values.items() if k.startswith("castinspect_inspections_total")) == 1
+    assert values["castinspect_rejected_photos_total"] == 1
+    assert values['castinspect_judge_seconds_bucket{le="+Inf"}'] == 1 == values["castinspect_judge_seconds_count"]
+    assert values['castinspect_http_responses_total{route="/v1/inspect",status="200"}'] == 1
+    assert values['castinspect_http_responses_total{route="/v1/inspect",status="415"}'] == 1
+
+
+def test_page_docs_and_health(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file-input"' in page.text
+    assert "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text  # no CDN assets
+    assert client.get("/openapi.json").json()["paths"]["/v1/inspect"]
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["schema_version"] >= 2
+
+
+def test_token_guards_everything_but_health_and_page(predictor, log):
+    with TestClient(create_app(predictor, log, token="s3cret")) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+        assert c.post("/v1/inspect", files=upload(OK[0])).status_code == 401
+        assert c.get("/v1/inspections", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/metrics").status_code == 401
+        ok = c.post("/v1/inspect", files=upload(OK[0]), headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_binding_beyond_loopback_needs_a_token():
+    check_binding("127.0.0.1", None)
+    check_binding("0.0.0.0", "t")
+    with pytest.raises(ValueError, match="token"):
+        check_binding("0.0.0.0", None)
+
+
+def test_upload_names_are_labels_not_paths():
+    assert _label("../../etc/passwd") == "passwd"
+    assert _label("C:\\photos\\part 7.jpg") == "part 7.jpg"
+    assert _label(None) == "upload" and _label("..") == "upload"
+    assert len(_label("x" * 500)) == 200
+
+
+def test_the_api_logs_to_postgresql(predictor, postgres):
+    url = postgres.new_database()
+    with InspectionLog.open(url) as log, TestClient(create_app(predictor, log)) as c:
+        ids = [c.post("/v1/inspect", files=upload(p)).json()["id"] for p in (DEF[0], OK[0])]
+        listing = c.get("/v1/inspections").json()
+        assert listing["total"] == 2 and [i["id"] for i in listing["items"]] == ids[::-1]
+        assert c.get("/healthz").json()["log"].startswith("postgresql://")
+
+
+def test_log_export_cli(client, tmp_path, log):
+    from typer.testing import CliRunner
+
+    from castinspect.cli import app
+
+    ids = [client.post("/v1/inspect", files=upload(p)).json()["id"] for p in (DEF[0], OK[0])]
+    db = str(log.target.location)
+    out = tmp_path / "log.csv"
+    r = CliRunner().invoke(app, ["log", "export", "--db", db, "--csv", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("id,time,source") and [l.split(",")[0] for l in lines[1:]] == ids
+    r = CliRunner().invoke(app, ["log", "export", "--db", db, "--jsonl"])
+    assert [json.loads(l)["id"] for l in r.stdout.splitlines() if l.startswith("{")] == ids
+    r = CliRunner().invoke(app, ["log", "export", "--db", str(tmp_path / "nope.db")])
+    assert r.exit_code == 2 and "no such inspection log" in r.output
+
+
+def test_a_postgresql_outage_is_a_503_and_the_service_recovers(predictor):
+    """The database goes away: requests are refused with 503 (never a 200 the log does not
+    hold), health says so; when it is back, the same server records again."""
+    from services import PostgresServer
+
+    pg = PostgresServer()
+    try:
+        with InspectionLog.open(pg.new_database()) as log, TestClient(create_app(predictor, log)) as c:
+            first = c.post("/v1/inspect", files=upload(DEF[0])).json()["id"]
+            pg.halt()
+            r = c.post("/v1/inspect", files=upload(OK[0]))
+            assert r.status_code == 503 and "nothing recorded" in r.json()["detail"]
+            assert c.get("/healthz").status_code == 503
+            pg.start()
+            r = c.post("/v1/inspect", files=upload(OK[0]))
+            assert r.status_code == 200
+            assert c.get("/healthz").status_code == 200
+            rows, total = log.page()
+            assert total == 2 and {row["id"] for row in rows} == {first, r.json()["id"]}
+    finally:
+        pg.stop()

@@ -1,0 +1,55 @@
+"""The operator page in a real headless Chromium (Debian's), against the real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from castinspect.inspection_log import InspectionLog
+from castinspect.predict import Predictor
+from castinspect.server import create_app
+from services import ThreadedServer, chromium_driver
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "castinspect" / "assets" / "samples"
+
+
+@pytest.fixture
+def station(tmp_path):
+    log = InspectionLog.open(tmp_path / "log.db")
+    server = ThreadedServer(create_app(Predictor.load(), log))
+    driver = chromium_driver()
+    yield server, driver, log
+    driver.quit()
+    server.stop()
+    log.close()
+
+
+def test_upload_shows_verdict_heatmap_and_counters(station, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, driver, log = station
+    driver.get(server.url + "/")
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: "threshold" in d.find_element(By.ID, "model").text)
+    photo = sorted((SAMPLES / "def_front").iterdir())[0]
+    driver.find_element(By.ID, "file-input").send_keys(str(photo))
+    verdict = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict"))[0]
+    assert verdict.text in ("OK", "NG", "REVIEW")
+    heatmap = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.heatmap"))[0]
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) == 300)
+    (row,), total = log.page()
+    assert total == 1 and {"OK": "ok", "NG": "defective", "REVIEW": "review"}[verdict.text] == row["decision"]
+    # the live list and counters pick the inspection up
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent tbody tr")) == 1)
+    counts = [int(driver.find_element(By.ID, i).text) for i in ("count-ok", "count-ng", "count-review")]
+    assert sum(counts) == 1
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    driver.find_element(By.ID, "file-input").send_keys(str(bad))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict.error"))
+    card = driver.find_elements(By.CSS_SELECTOR, "#results .card")[0]
+    assert "notes.jpg" in card.text and "not an image" in card.text
+    assert log.page()[1] == 1
