@@ -153,6 +153,8 @@ def test_page_docs_and_health(client):
     assert page.status_code == 200 and 'id="file-input"' in page.text
     assert "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text  # no CDN assets
     assert client.get("/openapi.json").json()["paths"]["/v1/inspect"]
+    docs = client.get("/docs").text  # offline API reference: no CDN scripts
+    assert "POST /v1/inspect" in docs and "GET /v1/inspections" in docs and "<script" not in docs
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["schema_version"] >= 2
 
@@ -229,3 +231,17 @@ def test_a_postgresql_outage_is_a_503_and_the_service_recovers(predictor):
             assert total == 2 and {row["id"] for row in rows} == {first, r.json()["id"]}
     finally:
         pg.stop()
+
+
+def test_an_onnx_model_serves_without_heatmaps(tmp_path, log):
+    from castinspect.export import export_onnx
+    from castinspect.checkpoint import load_checkpoint
+    from castinspect.predict import bundled_model_path
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(load_checkpoint(bundled_model_path()), onnx_path)
+    with TestClient(create_app(Predictor.load(onnx_path), log)) as c:
+        assert c.get("/v1/model").json()["heatmaps"] is False
+        assert c.post("/v1/inspect", files=upload(DEF[0])).status_code == 200
+        r = c.post("/v1/inspect?heatmap=1", files=upload(DEF[0]))
+        assert r.status_code == 400 and "checkpoint" in r.json()["detail"]

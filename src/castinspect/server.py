@@ -17,6 +17,7 @@ label, never a path. A bearer token, when set, guards everything but ``/healthz`
 
 from __future__ import annotations
 
+import base64
 import hmac
 import threading
 import time
@@ -158,7 +159,9 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
                max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller)."""
     metrics = Metrics()
-    app = FastAPI(title="castinspect", version="1",
+    # FastAPI's own /docs and /redoc pages load their scripts from a CDN; a line PC may have no
+    # internet, so /docs is an offline page rendered from the same OpenAPI schema (/openapi.json).
+    app = FastAPI(title="castinspect", version="1", docs_url=None, redoc_url=None,
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
     app.add_middleware(UploadLimit, limit=max_upload, metrics=metrics)
     expected = f"Bearer {token}".encode() if token else None
@@ -171,6 +174,10 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     guarded = [Depends(authorised)]
+    photo_errors = {400: {"description": "empty photo"}, 401: {"description": "missing or wrong bearer token"},
+                    413: {"description": "upload too large"}, 415: {"description": "not an image"},
+                    422: {"description": "corrupt, truncated, absurd dimensions, or no file field"},
+                    503: {"description": "inspection log unavailable: nothing recorded"}}
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -188,6 +195,9 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
 
     def judge(data: bytes, name: str, heatmap: bool) -> dict:
         """Decode, judge (and explain), commit to the log; the response body. Bad photos: 4xx."""
+        if heatmap and predictor.checkpoint is None:
+            raise HTTPException(400, "heatmaps need the model's checkpoint; this server runs an exported "
+                                     ".onnx model (ask without heatmap=1)")
         t0 = time.perf_counter()
         try:
             gray = read_image(data, name)
@@ -204,13 +214,13 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
             body["heatmap_png"] = _png_base64(overlay(gray, heat))
         return body
 
-    @app.post("/v1/inspect", dependencies=guarded)
+    @app.post("/v1/inspect", dependencies=guarded, responses=photo_errors)
     def inspect(file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
                 heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
         """Judge one photo; the answer comes after its record is committed."""
         return judge(file.file.read(), _label(file.filename), heatmap)
 
-    @app.post("/v1/inspect/batch", dependencies=guarded)
+    @app.post("/v1/inspect/batch", dependencies=guarded, responses=photo_errors)
     def inspect_batch(files: Annotated[list[UploadFile], File(description="Up to 64 photos.")]) -> dict:
         """Judge several photos in one request. Each unreadable photo gets an ``error`` entry; the
         rest are judged and committed (in one transaction) before the answer."""
@@ -235,8 +245,10 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
         return {"items": items, "judged": len(good), "errors": len(inspections) - len(good)}
 
     @app.get("/v1/inspections", dependencies=guarded)
-    def inspections(limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
-                    decision: Annotated[Optional[str], Query(pattern="^(ok|defective|review)$")] = None) -> dict:
+    def inspections(limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 50,
+                    offset: Annotated[int, Query(ge=0, description="Rows to skip (newest first).")] = 0,
+                    decision: Annotated[Optional[str], Query(pattern="^(ok|defective|review)$",
+                                                             description="Only ok, defective or review.")] = None) -> dict:
         """The log, newest first; ``total`` counts every row matching the filter."""
         items, total = log.page(limit, offset, decision)
         return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -287,6 +299,10 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     def prometheus() -> str:
         return metrics.text(predictor.model_id)
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return api_reference(app.openapi())
+
     page = (resources.files("castinspect") / "assets" / "web" / "index.html").read_text()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -294,6 +310,41 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
         return page
 
     return app
+
+
+def api_reference(schema: dict) -> str:
+    """The OpenAPI schema as one self-contained HTML page: each endpoint with its description,
+    parameters, request body and responses."""
+    from html import escape
+
+    parts = [f"<h1>{escape(schema['info']['title'])} API</h1><p>{escape(schema['info'].get('description', ''))}</p>"
+             "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI "
+             f"{escape(schema.get('openapi', ''))}).</p>"]
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2>")
+            parts.append(f"<p><b>{escape(op.get('summary', ''))}</b></p>")
+            if op.get("description"):
+                parts.append(f"<pre>{escape(op['description'])}</pre>")
+            rows = [f"<tr><td><code>{escape(p['name'])}</code></td><td>{p['in']}</td><td>{'yes' if p.get('required') else 'no'}</td>"
+                    f"<td>{escape(p.get('description', '') or p.get('schema', {}).get('description', ''))}</td></tr>"
+                    for p in op.get("parameters", [])]
+            if rows:
+                parts.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>what</th></tr>"
+                             + "".join(rows) + "</table>")
+            for kind, content in op.get("requestBody", {}).get("content", {}).items():
+                ref = content.get("schema", {}).get("$ref", "")
+                fields = schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {})
+                described = [f"<code>{escape(k)}</code> {escape(v.get('description', ''))}"
+                             for k, v in fields.get("properties", {}).items()]
+                parts.append(f"<p>body ({escape(kind)}): {'; '.join(described)}</p>")
+            responses = ", ".join(f"{code} {escape(r.get('description', ''))}" for code, r in op.get("responses", {}).items())
+            parts.append(f"<p>responses: {responses}</p>")
+    style = ("body{font:15px/1.4 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}"
+             "pre{white-space:pre-wrap;background:#f4f4f6;padding:.5em}")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>castinspect API</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
 def _public(insp: Inspection, latency_ms: float) -> dict:
@@ -306,7 +357,6 @@ def _public(insp: Inspection, latency_ms: float) -> dict:
 
 
 def _png_base64(bgr) -> str:
-    import base64
     ok, buf = cv2.imencode(".png", bgr)
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
