@@ -53,3 +53,27 @@ def test_upload_shows_verdict_heatmap_and_counters(station, tmp_path):
     card = driver.find_elements(By.CSS_SELECTOR, "#results .card")[0]
     assert "notes.jpg" in card.text and "not an image" in card.text
     assert log.page()[1] == 1
+
+
+def test_a_guarded_station_asks_for_its_token(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        server = ThreadedServer(create_app(Predictor.load(), log, token="line-7-secret"))
+        driver = chromium_driver()
+        try:
+            driver.get(server.url + "/")
+            wait = WebDriverWait(driver, 30)
+            box = driver.find_element(By.ID, "token-box")
+            wait.until(lambda d: box.is_displayed())  # the API said 401
+            driver.find_element(By.ID, "token").send_keys("line-7-secret")
+            driver.find_element(By.ID, "token-save").click()
+            wait.until(lambda d: "threshold" in d.find_element(By.ID, "model").text)
+            photo = sorted((SAMPLES / "ok_front").iterdir())[0]
+            driver.find_element(By.ID, "file-input").send_keys(str(photo))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict:not(.error)"))
+            assert log.page()[1] == 1
+        finally:
+            driver.quit()
+            server.stop()
