@@ -144,3 +144,10 @@ def test_newer_schema_is_refused(tmp_path):
 def test_sqlite_log_is_in_wal_mode(tmp_path):
     with InspectionLog.open(tmp_path / "log.db") as log:
         assert log._query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_record_after_close_is_refused_not_hung(tmp_path):
+    log = InspectionLog.open(tmp_path / "log.db")
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.record([make("ok")])

@@ -237,6 +237,8 @@ class InspectionLog:
             rows.append((insp.id, insp.time, insp.source, insp.label, insp.score, insp.p_defect,
                          insp.decision, insp.threshold, insp.model,
                          json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha))
+        if not self._writer.is_alive():
+            raise RuntimeError(f"the inspection log {self.target.describe()} is closed")
         pending = _Pending(rows, blobs, Future())
         self._queue.put(pending)
         pending.done.result()
