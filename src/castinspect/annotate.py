@@ -47,8 +47,13 @@ def write_annotated(gray: np.ndarray, insp: Inspection, out_dir: str | os.PathLi
     return path
 
 
-def png_data_uri(bgr_or_gray: np.ndarray) -> str:
+def png_base64(bgr_or_gray: np.ndarray) -> str:
+    """The image as a base64-encoded PNG (the server's heatmap field; data URIs in reports)."""
     ok, buf = cv2.imencode(".png", bgr_or_gray)
     if not ok:
         raise ValueError("could not encode PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+    return base64.b64encode(buf.tobytes()).decode()
+
+
+def png_data_uri(bgr_or_gray: np.ndarray) -> str:
+    return "data:image/png;base64," + png_base64(bgr_or_gray)

@@ -17,7 +17,6 @@ label, never a path. A bearer token, when set, guards everything but ``/healthz`
 
 from __future__ import annotations
 
-import base64
 import hmac
 import threading
 import time
@@ -25,11 +24,11 @@ from importlib import resources
 from pathlib import PurePath
 from typing import Annotated, Optional
 
-import cv2
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from castinspect.annotate import png_base64
 from castinspect.explain import overlay
 from castinspect.inspection_log import DECISIONS, InspectionLog
 from castinspect.io import ImageError, read_image, sniff_format
@@ -211,7 +210,7 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
         metrics.judged(insp, seconds)
         body = _public(insp, seconds * 1000)
         if heat is not None:
-            body["heatmap_png"] = _png_base64(overlay(gray, heat))
+            body["heatmap_png"] = png_base64(overlay(gray, heat))
         return body
 
     @app.post("/v1/inspect", dependencies=guarded, responses=photo_errors)
@@ -354,11 +353,6 @@ def _public(insp: Inspection, latency_ms: float) -> dict:
     if insp.scores is not None:
         body["scores"] = insp.scores
     return body
-
-
-def _png_base64(bgr) -> str:
-    ok, buf = cv2.imencode(".png", bgr)
-    return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
 def check_binding(host: str, token: str | None) -> None:
