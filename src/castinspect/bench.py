@@ -26,7 +26,7 @@ from castinspect.checkpoint import Checkpoint
 from castinspect.data import decode_set, load_folder, split_dir
 from castinspect.io import load_for_model
 from castinspect.predict import Predictor
-from castinspect.robustness import run_suite
+from castinspect.robustness import run_suite, suite_metrics, suite_probabilities
 from castinspect.runtime import tune_allocator
 
 
@@ -192,8 +192,9 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
     if robustness:
         report("line-variation suite ...")
-        result["robustness"] = run_suite(predictor, test)[0]
-        result["robustness_at_0.5"] = run_suite(Predictor(ckpt, threshold=0.5, backend="pytorch"), test)[0]
+        varied, labels, _ = suite_probabilities(predictor, test)  # judged once, read at two thresholds
+        result["robustness"] = suite_metrics(varied, labels, predictor, predictor.threshold)
+        result["robustness_at_0.5"] = suite_metrics(varied, labels, predictor, 0.5)
     if reference:
         result["reference"] = bench_reference(data_root, ckpt, files, latency_files,
                                               reference_epochs, reference_steps, robustness, report)

@@ -122,11 +122,17 @@ def variation_rng(seed: int, variation: int, photo: int) -> np.random.Generator:
 
 def run_suite(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
               chunk: int = 256, workers: int = 4) -> tuple[dict, list[ImageError]]:
-    """Judge every photo of ``images`` under every variation of ``suite``.
+    """Judge every photo of ``images`` under every variation of ``suite``, at the predictor's
+    threshold. Returns ({variation name: metrics + kind + description}, unreadable files)."""
+    probs, labels, errors = suite_probabilities(predictor, images, seed, suite, chunk, workers)
+    return suite_metrics(probs, labels, predictor, predictor.threshold, suite), errors
 
-    Returns ({variation name: metrics + kind + description}, unreadable files). Memory holds one
-    chunk of full-resolution photos at a time.
-    """
+
+def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
+                        chunk: int = 256, workers: int = 4) -> tuple[dict[str, np.ndarray], np.ndarray, list[ImageError]]:
+    """({variation name: (N, C) probabilities}, labels (N,), unreadable files): the expensive part,
+    which ``suite_metrics`` turns into metrics at any threshold. Memory holds one chunk of
+    full-resolution photos at a time."""
     size = predictor.input_size
     probs: dict[str, list[np.ndarray]] = {v.name: [] for v in suite}
     labels: list[int] = []
@@ -152,16 +158,23 @@ def run_suite(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation
                 batch = list(pool.map(varied, [(k, v, photos[i], start + i) for i in good]))
                 if batch:
                     probs[v.name].append(predictor.probabilities(np.stack(batch)))
-    y = np.asarray(labels, dtype=np.int64)
+    joined = {v.name: np.concatenate(probs[v.name]) if probs[v.name] else np.zeros((0, len(predictor.classes)))
+              for v in suite}
+    return joined, np.asarray(labels, dtype=np.int64), errors
+
+
+def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, threshold: float,
+                  suite: tuple[Variation, ...] = SUITE) -> dict:
+    """Accuracy, escapes and false rejects per variation at ``threshold``."""
     results = {}
     for v in suite:
-        p = np.concatenate(probs[v.name]) if probs[v.name] else np.zeros((0, len(predictor.classes)))
-        preds = predicted_index(p, predictor.ok_index, predictor.threshold)
-        m = summarize(y, p, preds, predictor.classes, predictor.ok_index, predictor.threshold)
+        p = probs[v.name]
+        preds = predicted_index(p, predictor.ok_index, threshold)
+        m = summarize(labels, p, preds, predictor.classes, predictor.ok_index, threshold)
         results[v.name] = {"kind": v.kind, "description": v.description,
                            **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
                                                 "defect_recall", "false_reject_rate", "roc_auc")}}
-    return results, errors
+    return results
 
 
 def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ...] = SUITE) -> dict[str, np.ndarray]:
