@@ -47,8 +47,7 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
         # ORT's worker threads otherwise spin between calls, taking the cores from the decoder
-        # threads of the pipelined predictor and the server's other requests; measured here,
-        # pipelined throughput rose ~20% without the spinning (README, Speed).
+        # threads of the pipelined predictor and the server's other requests.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
