@@ -1,6 +1,6 @@
 import torch
 
-from castinspect.augment import augment_batch
+from castinspect.augment import augment_batch, random_jpeg
 from castinspect.config import AugmentConfig
 
 
@@ -22,7 +22,17 @@ def test_reproducible_with_seed():
 
 def test_all_off_is_identity_up_to_resampling():
     cfg = AugmentConfig(flips=False, rotate_deg=0, shift=0, scale=0, brightness=0, contrast=0,
-                        gamma=0, noise_std=0, blur_prob=0)
+                        gamma=0, noise_std=0, blur_prob=0, jpeg_prob=0)
     x = torch.rand(2, 1, 32, 32)
     y = augment_batch(x.clone(), cfg, torch.Generator().manual_seed(0))
     assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_jpeg_recompression_hits_the_chosen_share_and_keeps_the_picture():
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    x = ((xx + yy) / 2).expand(6, 1, 64, 64).clone()  # a smooth ramp: JPEG blocks show on it
+    y = random_jpeg(x.clone(), 1.0, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    per_image = (y - x).abs().flatten(1).mean(1)
+    assert (per_image > 0).all() and (per_image < 0.05).all()  # changed, still the same picture
+    assert torch.equal(random_jpeg(x.clone(), 0.0, torch.Generator().manual_seed(0)), x)

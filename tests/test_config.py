@@ -21,17 +21,14 @@ def test_partial_and_unknown_keys():
         ModelConfig.preset("huge")
 
 
-def test_auto_backbone_is_pretrained_only_for_small_training_sets():
-    import importlib.util
-
-    from castinspect.config import AUTO_PRETRAINED_MAX, resolve_backbone
+def test_auto_backbone_is_the_pretrained_one_with_its_recipe():
+    from castinspect.config import BACKBONE_DEFAULTS, resolve_backbone
 
     cfg = Config()
     assert cfg.model.backbone == "auto"
-    big = resolve_backbone(cfg, AUTO_PRETRAINED_MAX + 1)
-    assert big.model.backbone == "castnet" and big.train.lr == 3e-3
-    small = resolve_backbone(cfg, 300)
-    installed = importlib.util.find_spec("efficientnet_lite_pytorch") is not None
-    assert small.model.backbone == ("efficientnet_lite0" if installed else "castnet")
+    auto = resolve_backbone(cfg)
+    assert auto.model.backbone == "efficientnet_lite0"
+    assert (auto.train.lr, auto.train.min_steps, auto.train.max_steps) == BACKBONE_DEFAULTS["efficientnet_lite0"]
+    assert cfg.model.backbone == "auto"  # a copy: the caller's config is unchanged
     cfg.model.backbone = "castnet"
-    assert resolve_backbone(cfg, 300).model.backbone == "castnet"  # an explicit choice stands
+    assert resolve_backbone(cfg).model.backbone == "castnet"  # an explicit choice stands

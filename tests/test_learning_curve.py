@@ -39,7 +39,8 @@ def test_curve_on_a_dataset_without_a_test_folder(flat_root, tmp_path):
     cfg = tiny_config(4)
     out = tmp_path / "curve"
     lines = []
-    curve = learning_curve(flat_root, out, sizes=(40, 0), seeds=2, small=40, base=cfg, report=lines.append)
+    curve = learning_curve(flat_root, out, sizes=(40, 0), backbones=("castnet",), seeds=2, small=40, base=cfg,
+                           report=lines.append)
     points = curve["points"]
     assert [(p["size"], p["seed"]) for p in points] == [(40, 0), (40, 1), (curve["pool_photos"], 0)]
     assert all(p["test"]["n"] == curve["test_photos"] > 0 for p in points)  # one fixed test set
@@ -63,7 +64,7 @@ def test_curve_on_a_dataset_without_a_test_folder(flat_root, tmp_path):
     assert {r["split"] for r in sub} == {"train", "val", "test"}
 
     # A second call reads the finished runs back instead of training again.
-    again = learning_curve(flat_root, out, sizes=(40, 0), seeds=2, small=40, base=cfg)
+    again = learning_curve(flat_root, out, sizes=(40, 0), backbones=("castnet",), seeds=2, small=40, base=cfg)
     assert again["points"] == json.loads((out / "curve.json").read_text())["points"] == points
 
 
@@ -73,7 +74,7 @@ def test_cli_reads_a_finished_curve_back(flat_root, tmp_path):
     cfg = tiny_config(2)
     cfg.save(tmp_path / "tiny.yaml")
     args = ["learning-curve", str(flat_root), "--out", str(tmp_path / "c"), "--size", "30", "--seeds", "1",
-            "--config", str(tmp_path / "tiny.yaml")]
+            "--backbone", "castnet", "--config", str(tmp_path / "tiny.yaml")]
     first = cli(*args)
     assert first.returncode == 0, first.stderr
     assert "learning curve" in first.stdout and "castnet" in first.stdout

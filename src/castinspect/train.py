@@ -66,9 +66,15 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def schedule_length(epochs: int, patience: int, steps_per_epoch: int, min_steps: int) -> tuple[int, int]:
-    """(epochs, patience) stretched by the same factor so a run makes at least ``min_steps`` steps."""
-    stretch = max(1.0, min_steps / (epochs * steps_per_epoch))
+def schedule_length(epochs: int, patience: int, steps_per_epoch: int, min_steps: int,
+                    max_steps: int = 0) -> tuple[int, int]:
+    """(epochs, patience) stretched by the same factor so a run makes at least ``min_steps`` steps,
+    or shrunk so it makes at most ``max_steps`` (0: no cap; never below one epoch)."""
+    steps = epochs * steps_per_epoch
+    if max_steps and steps > max_steps:
+        shrink = max_steps / steps
+        return max(1, math.floor(epochs * shrink)), max(1, math.ceil(patience * shrink))
+    stretch = max(1.0, min_steps / steps)
     return math.ceil(epochs * stretch), math.ceil(patience * stretch)
 
 
@@ -189,7 +195,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
 
     train, val, skipped = split_train_val(cfg, data_root)
     if cfg.model.backbone == "auto":
-        cfg = resolve_backbone(cfg, len(train.labels))
+        cfg = resolve_backbone(cfg)
         progress.message(f"backbone: {cfg.model.backbone} ({len(train.labels)} training photos)")
         cfg.save(run_dir / "config.yaml")
     # The split as a manifest, so the exact validation photos can be re-evaluated later
@@ -207,7 +213,10 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     bf16 = use_bf16(cfg.train.bf16) and (cfg.model.backbone == "castnet" or cfg.train.bf16 == "on")
     tc = cfg.train
     steps_per_epoch = math.ceil(len(train.labels) / tc.batch_size)
-    epochs, patience = schedule_length(tc.epochs, tc.patience, steps_per_epoch, tc.min_steps)
+    epochs, patience = schedule_length(tc.epochs, tc.patience, steps_per_epoch, tc.min_steps, tc.max_steps)
+    if epochs != tc.epochs:
+        progress.message(f"schedule: {epochs} epochs of {steps_per_epoch} steps, not {tc.epochs} "
+                         f"(train.min_steps {tc.min_steps}, train.max_steps {tc.max_steps})")
     total_steps = steps_per_epoch * epochs
     warmup = int(tc.warmup_epochs * steps_per_epoch * epochs / tc.epochs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
