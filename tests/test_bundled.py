@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def test_bundled_model_is_small_and_documented():
-    assert bundled_model_path().stat().st_size < 3_000_000
+    assert bundled_model_path().stat().st_size < 16_000_000  # EfficientNet-Lite0: 3.4 M parameters
     predictor = Predictor.load()
     assert predictor.classes == ["def_front", "ok_front"]
     assert "metrics" in predictor.checkpoint.info
