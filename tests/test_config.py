@@ -32,3 +32,12 @@ def test_auto_backbone_is_the_pretrained_one_with_its_recipe():
     assert cfg.model.backbone == "auto"  # a copy: the caller's config is unchanged
     cfg.model.backbone = "castnet"
     assert resolve_backbone(cfg).model.backbone == "castnet"  # an explicit choice stands
+
+
+def test_yaml_without_a_backbone_keeps_the_default_unless_it_names_a_size():
+    assert Config.from_dict({"model": {"input_size": 224}}).model.backbone == "auto"
+    tiny = Config.from_dict({"model": {"size": "tiny"}}).model
+    assert tiny.backbone == "castnet" and tiny.widths == (8, 16, 32, 64)
+    assert Config.from_dict({"model": {"size": "tiny", "backbone": "efficientnet_lite0"}}).model.backbone == "efficientnet_lite0"
+    cfg = Config()
+    assert Config.from_dict(cfg.to_dict()) == cfg  # a saved config reads back as it was

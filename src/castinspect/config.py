@@ -134,8 +134,10 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config sections: {sorted(unknown)}")
         model = dict(d.get("model") or {})
-        # A size preset fills in widths/depths unless they are given explicitly.
-        base = ModelConfig.preset(model.pop("size", "small"))
+        # A size preset fills in widths/depths unless they are given explicitly. The sizes are the
+        # compact CNN's: naming one without a backbone means castnet; naming neither, "auto".
+        size = model.pop("size", None)
+        base = ModelConfig.preset(size or "small", backbone="castnet" if size else "auto")
         model_cfg = dataclasses.replace(base, **_known(ModelConfig, model))
         model_cfg.widths = tuple(model_cfg.widths)
         model_cfg.depths = tuple(model_cfg.depths)
