@@ -73,6 +73,7 @@ def test_train_command_end_to_end(synth_root, tmp_path):
     info = cli("info", str(tmp_path / "run" / "model.ckpt"))
     data = json.loads(info.stdout)
     assert data["classes"] == ["def_front", "ok_front"] and data["input_size"] == 48
+    assert data["backbone"] == "castnet" and data["size"] == "tiny"
     assert "metrics" in data and data["parameters"] > 0
 
 
