@@ -1,5 +1,5 @@
-"""Time one training step (augmentation + forward + backward + AdamW) of the default model on 2
-CPU cores, in bf16 autocast and in fp32, at 128 and 160 px, batch 64.
+"""Time one training step (augmentation + forward + backward + AdamW) of the compact CNN (castnet
+small) on 2 CPU cores, in bf16 autocast and in fp32, at 128 and 160 px, batch 64.
 
     .venv/bin/python benchmarks/step_time.py
 """
