@@ -31,7 +31,21 @@ def test_auto_backbone_is_the_pretrained_one_with_its_recipe():
     assert (auto.train.lr, auto.train.min_steps, auto.train.max_steps) == BACKBONE_DEFAULTS["efficientnet_lite0"]
     assert cfg.model.backbone == "auto"  # a copy: the caller's config is unchanged
     cfg.model.backbone = "castnet"
-    assert resolve_backbone(cfg).model.backbone == "castnet"  # an explicit choice stands
+    castnet = resolve_backbone(cfg)
+    assert castnet.model.backbone == "castnet"  # an explicit choice stands, with its own recipe
+    assert (castnet.train.lr, castnet.train.min_steps, castnet.train.max_steps) == BACKBONE_DEFAULTS["castnet"]
+    assert auto.model.flip_average is True and castnet.model.flip_average is False
+
+
+def test_settings_given_in_a_config_stand_whatever_the_backbone():
+    from castinspect.config import resolve_backbone, with_backbone
+
+    cfg = Config.from_dict({"train": {"lr": 5e-4, "max_steps": 0}, "model": {"flip_average": False}})
+    for backbone in ("auto", "castnet", "efficientnet_lite0"):
+        out = resolve_backbone(with_backbone(cfg, backbone))
+        assert (out.train.lr, out.train.max_steps, out.model.flip_average) == (5e-4, 0, False)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        with_backbone(cfg, "resnet")
 
 
 def test_yaml_without_a_backbone_keeps_the_default_unless_it_names_a_size():

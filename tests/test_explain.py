@@ -62,6 +62,19 @@ def test_heatmap_mass_lies_on_the_planted_blob(blob_model):
     assert np.median(shares) > 0.5, shares
 
 
+def test_mirror_averaging_model_explains_a_mirrored_photo_with_the_mirrored_map(blob_model):
+    import copy
+
+    ckpt = copy.deepcopy(blob_model.checkpoint)
+    ckpt.config.model.flip_average = True
+    mirror_model = Predictor(ckpt, backend="pytorch")
+    photo = blob_photo(np.random.default_rng(3), (SIZE // 2 + 22, SIZE // 2 - 10))
+    heat, heat_of_mirrored = mirror_model.heatmaps(np.stack([photo, photo[:, ::-1]]))
+    assert np.allclose(heat_of_mirrored, heat[:, ::-1], atol=1e-5)
+    near = np.hypot(*np.mgrid[:SIZE, :SIZE][::-1] - np.array([SIZE // 2 + 22, SIZE // 2 - 10])[:, None, None]) <= 16
+    assert heat[near].sum() / heat.sum() > 0.5  # still on the blob
+
+
 def test_explain_command_writes_one_png_per_photo(model_path, synth_root, tmp_path):
     from test_cli import cli
 

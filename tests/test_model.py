@@ -78,8 +78,9 @@ def test_pretrained_backbone_keeps_imagenet_filters_for_gray_input():
     # Grad-CAM's map is the stride-16 stage (twice the head's resolution), and the split is exact.
     feats = gray_net.forward_features(x)
     assert feats.shape == (2, 112, 4, 4)
-    with torch.no_grad():
-        assert torch.allclose(gray_net.forward_head(feats), out, atol=1e-6)
+    with torch.no_grad():  # (evaluation mode averages the photo with its mirror image)
+        mirrored = gray_net.forward_head(gray_net.forward_features(x.flip(-1)))
+        assert torch.allclose((gray_net.forward_head(feats) + mirrored) / 2, out, atol=1e-6)
     assert isinstance(build_model(ModelConfig(input_size=64), 2), LiteNet)  # "auto" is the pretrained one
     # Without pretrained weights the stem is a fresh random one.
     assert not torch.allclose(build_model(cfg, 2).stem[0].weight, gray_net.stem[0].weight)
@@ -88,3 +89,29 @@ def test_pretrained_backbone_keeps_imagenet_filters_for_gray_input():
 def test_unknown_backbone_is_refused():
     with pytest.raises(ValueError, match="backbone"):
         build_model(ModelConfig(backbone="resnet"), 2)
+
+
+@pytest.mark.parametrize("backbone", ["castnet", "efficientnet_lite0"])
+def test_mirror_averaging_judges_a_photo_and_its_mirror_image_alike(backbone):
+    cfg = ModelConfig(backbone=backbone, input_size=64, widths=(8, 16), depths=(1, 1), flip_average=True)
+    model = build_model(cfg, 2, pretrained=True).eval()  # (random EfficientNet features are ~0)
+    torch.nn.init.normal_(model.fc.weight, std=1.0)  # logits of a usable scale
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        assert torch.allclose(out, model(x.flip(-1)), atol=1e-5)  # mirror-invariant by construction
+        single = model.forward_head(model.forward_features(x))
+        assert not torch.allclose(out, single, atol=1e-5)  # and not what one view alone gives
+        model.train()  # training sees single views
+        torch.manual_seed(0)
+        a = model(x)
+        torch.manual_seed(0)
+        assert torch.allclose(a, model.forward_head(model.forward_features(x)))
+
+
+def test_mirror_averaging_defaults_per_backbone():
+    from castinspect.config import mirror_averaging
+
+    assert mirror_averaging(ModelConfig()) and mirror_averaging(ModelConfig(backbone="efficientnet_lite0"))
+    assert not mirror_averaging(ModelConfig.preset("small"))  # the compact CNN: measured no better
+    assert not mirror_averaging(ModelConfig(flip_average=False))  # an explicit choice stands

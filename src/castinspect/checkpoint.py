@@ -18,7 +18,8 @@ from castinspect.config import Config
 from castinspect.model import CastNet, build_model
 
 # 2: model.normalize ("per_image" or "fixed"); format-1 checkpoints all normalised with fixed constants.
-FORMAT_VERSION = 2
+# 3: model.flip_average; earlier checkpoints were calibrated (temperature, threshold) without it.
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -86,6 +87,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     model_cfg.setdefault("backbone", "castnet")  # written before there was a choice
     if payload["format_version"] < 2:
         model_cfg.setdefault("normalize", "fixed")
+    if payload["format_version"] < 3:
+        model_cfg.setdefault("flip_average", False)
     return Checkpoint(
         config=Config.from_dict(config),
         classes=list(payload["classes"]),

@@ -636,6 +636,7 @@ def info(model: Annotated[Optional[Path], typer.Argument(help="Checkpoint (defau
         "input_size": ckpt.config.model.input_size,
         "backbone": ckpt.config.model.backbone,
         **({"size": ckpt.config.model.size} if ckpt.config.model.backbone == "castnet" else {}),
+        "mirror_averaging": net.flip_average,  # each photo judged with its mirror image (flops count both)
         "parameters": sum(p.numel() for p in net.parameters()),
         "flops": count_flops(net, ckpt.config.model.input_size),
         **{k: v for k, v in ckpt.info.items() if k not in ("parameters", "flops", "history")},

@@ -28,15 +28,19 @@ def gradcam(model: torch.nn.Module, images: np.ndarray, ok_index: int, batch_siz
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])))
+        # A model that averages each photo with its mirror image is explained the same way: the
+        # score is the averaged one, and each view's map is turned back before the two are added.
+        views = [x, x.flip(-1)] if getattr(model, "flip_average", False) else [x]
         with torch.enable_grad():
-            feats = model.forward_features(x)
-            log_p = torch.log_softmax(model.forward_head(feats), dim=1)
+            feats = [model.forward_features(v) for v in views]
+            log_p = torch.log_softmax(sum(model.forward_head(f) for f in feats) / len(views), dim=1)
             defect = torch.cat([log_p[:, :ok_index], log_p[:, ok_index + 1:]], dim=1).logsumexp(dim=1)
             # autograd.grad, not backward(): nothing accumulates in the parameters' .grad, so one
             # model can serve heatmaps to several threads at once (the server).
-            (grad,) = torch.autograd.grad((defect - log_p[:, ok_index]).sum(), feats)
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * feats.detach()).sum(dim=1, keepdim=True))
+            grads = torch.autograd.grad((defect - log_p[:, ok_index]).sum(), feats)
+        cams = [F.relu((g.mean(dim=(2, 3), keepdim=True) * f.detach()).sum(dim=1, keepdim=True))
+                for g, f in zip(grads, feats)]
+        cam = cams[0] + cams[1].flip(-1) if len(cams) == 2 else cams[0]
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
         out.append((cam / peak).numpy())

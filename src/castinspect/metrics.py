@@ -126,9 +126,12 @@ def review_summary(y: np.ndarray, p: np.ndarray, lo: float, hi: float) -> dict[s
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, target_recall: float) -> float:
-    """The highest threshold whose defect recall is >= target_recall (fewest good parts scrapped).
+    """A threshold whose defect recall is >= target_recall with the fewest good parts scrapped.
 
-    Use on validation data only. Returns a threshold t with decision ``p >= t``.
+    Every threshold between the last defect it must catch and the next lower score judges the
+    validation photos alike; the midpoint of that gap is taken, not the defect's own score, so a
+    backend that computes that score a hair lower (ONNX Runtime vs PyTorch, bf16, INT8) still
+    catches it. Use on validation data only. Returns a threshold t with decision ``p >= t``.
     """
     if not 0 < target_recall <= 1:
         raise ValueError("target_recall must be in (0, 1]")
@@ -137,7 +140,8 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, target_recall: float) -> floa
     if len(pos) == 0:
         raise ValueError("no defective examples to choose a threshold on")
     k = int(np.ceil(target_recall * len(pos)))  # defects that must score >= t
-    return float(pos[k - 1])
+    below = p[p < pos[k - 1]]
+    return float((pos[k - 1] + (below.max() if len(below) else 0.0)) / 2)
 
 
 def binary_summary(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | int]:

@@ -3,6 +3,12 @@ scratch, and LiteNet, the ImageNet-pretrained EfficientNet-Lite0 (the default ba
 
 Every model has the same surface (``forward_features`` -> the feature map Grad-CAM reads,
 ``forward_head`` -> logits) so Grad-CAM, export and the predictor need not know which they hold.
+
+With ``model.flip_average`` a model in evaluation mode judges each photo and its left-right mirror
+image and averages the logits (a top view of a round part has no handedness, so the mirror image
+is as true a photo of it as the original): the forward pass itself does it, so
+validation, calibration, the threshold, the predictor and the exported graph all see the same
+judgement. Training sees single random views (flips among them), as before.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from castinspect.config import AUTO_BACKBONE, ModelConfig
+from castinspect.config import AUTO_BACKBONE, ModelConfig, mirror_averaging
 
 # Pixels reach the model as float in [0, 1]; it normalises them itself, so every caller
 # (training, predictor, exported graph) feeds the same thing and no one can forget it.
@@ -73,6 +79,7 @@ class CastNet(nn.Module):
         self.fc = nn.Linear(2 * c_in, num_classes)
         self.num_classes = num_classes
         self.normalize = cfg.normalize
+        self.flip_average = mirror_averaging(cfg)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -91,7 +98,12 @@ class CastNet(nn.Module):
         return self.fc(self.dropout(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        logits = self.forward_head(self.forward_features(x))
+        if self.flip_average and not self.training:
+            # Two passes rather than one of a doubled batch: the same speed on a CPU, and a
+            # graph without the batch reshapes that INT8 quantisation's shape inference rejects.
+            logits = (logits + self.forward_head(self.forward_features(x.flip(-1)))) / 2
+        return logits
 
 
 class LiteNet(nn.Module):
@@ -136,6 +148,7 @@ class LiteNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
         self.num_classes = num_classes
         self.normalize = cfg.normalize
+        self.flip_average = mirror_averaging(cfg)
 
     # Grad-CAM reads the last stride-16 stage (blocks 8-10, 112 channels: 10x10 at 160 px) rather
     # than the head (5x5): four times the detail, still deep enough to know a defect. So the

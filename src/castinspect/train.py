@@ -194,10 +194,11 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     cfg.save(run_dir / "config.yaml")
 
     train, val, skipped = split_train_val(cfg, data_root)
-    if cfg.model.backbone == "auto":
-        cfg = resolve_backbone(cfg)
+    auto = cfg.model.backbone == "auto"
+    cfg = resolve_backbone(cfg)  # the config saved says what was trained: backbone, mirror averaging
+    cfg.save(run_dir / "config.yaml")
+    if auto:
         progress.message(f"backbone: {cfg.model.backbone} ({len(train.labels)} training photos)")
-        cfg.save(run_dir / "config.yaml")
     # The split as a manifest, so the exact validation photos can be re-evaluated later
     # (e.g. `castinspect evaluate RUN_DIR/split.csv --split val --robustness`).
     write_manifest(run_dir / "split.csv", [
