@@ -72,7 +72,7 @@ def main() -> None:
     defect = (labels != base.ok_index).astype(int)
     print(f"\n{len(labels)} validation photos ({defect.sum()} defective), threshold for recall "
           f">= {args.target_recall} on the clean photos; errors are escapes / false rejects\n")
-    print(f"{'views averaged':26s} threshold  clean    suite mean  worst    photometric  geometric  all errors")
+    print(f"{'views averaged':26s} threshold  clean    suite mean  worst    photometric  geometric  all errors  clean at 0.5")
     for name, views in SETS.items():
         p = {v.name: 1 - np.mean([probs[w][v.name][:, base.ok_index] for w in views], axis=0) for v in SUITE}
         thr = choose_threshold(defect, p["original"], args.target_recall)
@@ -85,7 +85,8 @@ def main() -> None:
                  for k in ("photometric", "geometric")}
         print(f"{name:26s} {thr:9.3f}  {rows['original'][0]:2d} / {rows['original'][1]:<3d}  "
               f"{np.mean(acc):9.2%}  {min(acc):7.2%}  {kinds['photometric'][0]:4d} / {kinds['photometric'][1]:<4d} "
-              f"{kinds['geometric'][0]:4d} / {kinds['geometric'][1]:<4d} {sum(e + f for e, f, _ in rows.values()):6d}")
+              f"{kinds['geometric'][0]:4d} / {kinds['geometric'][1]:<4d} {sum(e + f for e, f, _ in rows.values()):6d}"
+              f"      {np.mean((p['original'] >= 0.5) == defect):.2%}")
 
 
 if __name__ == "__main__":

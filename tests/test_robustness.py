@@ -50,6 +50,13 @@ def test_suite_on_a_model(model_path, synth_root, tmp_path):
     assert again == results
     summary = worst(results)
     assert summary["lowest_accuracy"] == min(r["accuracy"] for r in results.values())
+    # Each variation names the photos behind its counts: defects passed, OK parts rejected.
+    label_of = dict(zip(images.paths, images.labels))
+    for r in results.values():
+        assert len(r["escaped"]) == r["escapes"] and len(r["falsely_rejected"]) == r["false_rejects"]
+        assert all(label_of[p] != predictor.ok_index for p in r["escaped"])
+        assert all(label_of[p] == predictor.ok_index for p in r["falsely_rejected"])
+    assert sum(len(v) for v in summary["photometric_escaped_photos"].values()) == summary["photometric_escapes"]
     views = sample_views(images.paths[0], predictor.input_size)
     assert set(views) == set(results) and all(v.shape == (predictor.input_size,) * 2 for v in views.values())
 

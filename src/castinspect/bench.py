@@ -26,7 +26,7 @@ from castinspect.checkpoint import Checkpoint
 from castinspect.data import decode_set, load_folder, split_dir
 from castinspect.io import load_for_model
 from castinspect.predict import Predictor
-from castinspect.robustness import run_suite, suite_metrics, suite_probabilities
+from castinspect.robustness import judged_paths, run_suite, suite_metrics, suite_probabilities
 from castinspect.runtime import tune_allocator
 
 
@@ -192,9 +192,10 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
     if robustness:
         report("line-variation suite ...")
-        varied, labels, _ = suite_probabilities(predictor, test)  # judged once, read at two thresholds
-        result["robustness"] = suite_metrics(varied, labels, predictor, predictor.threshold)
-        result["robustness_at_0.5"] = suite_metrics(varied, labels, predictor, 0.5)
+        varied, labels, errors = suite_probabilities(predictor, test)  # judged once, read at two thresholds
+        paths = judged_paths(test, errors)
+        result["robustness"] = suite_metrics(varied, labels, predictor, predictor.threshold, paths=paths)
+        result["robustness_at_0.5"] = suite_metrics(varied, labels, predictor, 0.5, paths=paths)
     if reference:
         result["reference"] = bench_reference(data_root, ckpt, files, latency_files,
                                               reference_epochs, reference_steps, robustness, report)

@@ -183,7 +183,7 @@ def evaluate(
         images = ImageSet([i.source for i in result.inspections], result.labels, predictor.classes)
         metrics["robustness"], _ = run_suite(predictor, images, seed=seed)
         metrics["robustness_summary"] = worst(metrics["robustness"])
-        _print_robustness(metrics["robustness"])
+        _print_robustness(metrics["robustness"], metrics["robustness_summary"])
         samples = sample_views(_sample_photo(images, predictor.ok_index), predictor.input_size, seed) \
             if len(images) else None
     if json_path:
@@ -200,13 +200,15 @@ def _sample_photo(images, ok_index: int) -> str:
     return (defective or images.paths)[0]
 
 
-def _print_robustness(results: dict) -> None:
+def _print_robustness(results: dict, summary: dict) -> None:
     table = Table(title="line variations")
     for col in ("variation", "kind", "accuracy", "escapes", "false rejects"):
         table.add_column(col, justify="left" if col in ("variation", "kind") else "right")
     for name, r in results.items():
         table.add_row(name, r["kind"], _fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]))
     out.print(table)
+    for path, names in summary["photometric_escaped_photos"].items():  # the parts to look at first
+        out.print(f"passed under {', '.join(names)}: {path}", highlight=False)
 
 
 def _print_metrics(metrics: dict, sections: list[str]) -> None:

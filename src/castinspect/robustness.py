@@ -125,7 +125,13 @@ def run_suite(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation
     """Judge every photo of ``images`` under every variation of ``suite``, at the predictor's
     threshold. Returns ({variation name: metrics + kind + description}, unreadable files)."""
     probs, labels, errors = suite_probabilities(predictor, images, seed, suite, chunk, workers)
-    return suite_metrics(probs, labels, predictor, predictor.threshold, suite), errors
+    return suite_metrics(probs, labels, predictor, predictor.threshold, suite, judged_paths(images, errors)), errors
+
+
+def judged_paths(images: ImageSet, errors: list[ImageError]) -> list[str]:
+    """The photos ``suite_probabilities`` judged, in the order of its rows."""
+    unreadable = {e.source for e in errors}
+    return [p for p in images.paths if p not in unreadable]
 
 
 def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
@@ -164,9 +170,11 @@ def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple
 
 
 def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, threshold: float,
-                  suite: tuple[Variation, ...] = SUITE) -> dict:
-    """Accuracy, escapes and false rejects per variation at ``threshold``."""
+                  suite: tuple[Variation, ...] = SUITE, paths: list[str] | None = None) -> dict:
+    """Accuracy, escapes and false rejects per variation at ``threshold``; with the judged
+    photos' ``paths``, also which photos escaped and which were falsely rejected."""
     results = {}
+    defective = labels != predictor.ok_index
     for v in suite:
         p = probs[v.name]
         preds = predicted_index(p, predictor.ok_index, threshold)
@@ -174,6 +182,10 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
         results[v.name] = {"kind": v.kind, "description": v.description,
                            **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
                                                 "defect_recall", "false_reject_rate", "roc_auc")}}
+        if paths is not None:
+            said_ok = preds == predictor.ok_index
+            results[v.name]["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]
+            results[v.name]["falsely_rejected"] = [paths[i] for i in np.flatnonzero(~defective & ~said_ok)]
     return results
 
 
@@ -186,6 +198,11 @@ def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ..
 def worst(results: dict) -> dict:
     """The headline: lowest accuracy, and escapes under the photometric variations."""
     name = min(results, key=lambda k: results[k]["accuracy"])
-    photometric = {k: r["escapes"] for k, r in results.items() if r["kind"] == "photometric"}
+    photometric = {k: r for k, r in results.items() if r["kind"] == "photometric"}
+    escaped: dict[str, list[str]] = {}  # photo -> the photometric variations it escaped under
+    for k, r in photometric.items():
+        for path in r.get("escaped", []):
+            escaped.setdefault(path, []).append(k)
     return {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
-            "photometric_escapes": sum(photometric.values())}
+            "photometric_escapes": sum(r["escapes"] for r in photometric.values()),
+            "photometric_escaped_photos": escaped}
