@@ -74,3 +74,17 @@ def test_evaluate_robustness_cli(model_path, synth_root, tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert "Line variations" in html and "uneven_light" in html
     assert "line variations" in r.stdout
+    # Whatever escaped is listed in the report, each photo once with the variations it passed under.
+    for photo in {p for r in m["robustness"].values() for p in r["escaped"]}:
+        assert html.count(f"<li><code>{photo}</code>") == 1
+
+
+def test_report_lists_each_escaped_photo_once():
+    from castinspect.report import _robustness_section
+
+    row = {"kind": "photometric", "description": "", "accuracy": 0.5, "escapes": 1, "false_rejects": 0}
+    results = {"blur": {**row, "escaped": ["a/def.jpg"]}, "noise": {**row, "escaped": ["a/def.jpg"]},
+               "darker": {**row, "escapes": 0, "escaped": []}}
+    section = _robustness_section(results, None)
+    assert section.count("a/def.jpg") == 1 and "blur, noise" in section
+    assert "Defects passed" not in _robustness_section({"darker": results["darker"]}, None)

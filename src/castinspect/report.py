@@ -186,10 +186,19 @@ def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) ->
         f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
         + (f'<td><img class="plain" src="{png_data_uri(samples[name])}" alt=""></td>' if samples and name in samples else "<td></td>")
         + "</tr>" for name, r in results.items())
+    # The defects behind the escape counts, each once with the variations it passed under: a part
+    # that escapes under several is one to look at, not several problems.
+    passed: dict[str, list[str]] = {}
+    for name, r in results.items():
+        for photo in r.get("escaped", []):
+            passed.setdefault(photo, []).append(name)
+    items = "".join(f"<li><code>{html.escape(photo)}</code>: {html.escape(', '.join(names))}</li>"
+                    for photo, names in passed.items())
     return ("<h2>Line variations</h2><p class='note'>Every photo judged again under each variation, at the "
             "same threshold; the sample column shows one photo as the model sees it.</p>"
             "<table><tr><th>variation</th><th>kind</th><th>what</th><th>accuracy</th><th>escapes</th>"
-            f"<th>false rejects</th><th>sample</th></tr>{rows}</table>")
+            f"<th>false rejects</th><th>sample</th></tr>{rows}</table>"
+            + (f"<h3>Defects passed under a variation ({len(passed)})</h3><ul>{items}</ul>" if passed else ""))
 
 
 def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor: "Predictor",
