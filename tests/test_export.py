@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REAL_DATA, real_data_available
-from castinspect.checkpoint import load_checkpoint
+from castinspect.checkpoint import load_checkpoint, save_checkpoint
 from castinspect.data import decode_set, load_folder
 from castinspect.export import export_onnx, read_metadata
 from castinspect.predict import Predictor, bundled_model_path
@@ -27,8 +27,23 @@ def test_metadata_travels_with_the_graph(onnx_path, model_path):
     assert meta["input_size"] == ckpt.config.model.input_size and meta["model_id"] == ckpt.model_id
 
 
+@pytest.fixture(scope="module")
+def mirrored(model_path, tmp_path_factory):
+    """The test model with mirror averaging switched on: a checkpoint and its exported file."""
+    ckpt = load_checkpoint(model_path)
+    ckpt.config.model.flip_average = True
+    folder = tmp_path_factory.mktemp("mirrored")
+    save_checkpoint(ckpt, folder / "m.ckpt")
+    return folder / "m.ckpt", export_onnx(ckpt, folder / "m.onnx")
+
+
+@pytest.mark.parametrize("mirror", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backends_agree_with_pytorch(onnx_path, model_path, synth_root, backend):
+def test_backends_agree_with_pytorch(onnx_path, model_path, mirrored, synth_root, backend, mirror):
+    # From a checkpoint the ONNX backends run the one-view graph and average the views themselves;
+    # from an exported file, the graph does it all. Both must give PyTorch's answers.
+    if mirror:
+        model_path, onnx_path = mirrored
     files = sorted(str(p) for p in synth_root.glob("test/*/*.jpeg"))
     reference = Predictor.load(model_path, backend="pytorch").predict(files)
     for predictor in (Predictor.load(onnx_path, backend=backend), Predictor.load(model_path, backend=backend)):
@@ -84,6 +99,8 @@ def test_fp32_export_matches_pytorch_on_real_photos(real_test, tmp_path):
     path = export_onnx(ckpt, tmp_path / "m.onnx")
     onnx_p = Predictor.load(path, backend="onnxruntime").probabilities(images)
     assert np.abs(onnx_p - torch_p).max() <= 1e-5  # the export itself: ONNX Runtime runs it as written
+    in_process = Predictor(ckpt, backend="onnxruntime").probabilities(images)  # one-view graph, views here
+    assert np.abs(in_process - torch_p).max() <= 1e-5
     if "openvino" in BACKENDS:  # OpenVINO's own fp32 kernels: ~1.5e-5 measured; the same decisions
         ov_p = Predictor.load(path, backend="openvino").probabilities(images)
         assert np.abs(ov_p - torch_p).max() <= 1e-4

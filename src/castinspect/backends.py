@@ -1,8 +1,9 @@
 """Inference backends: the same calibrated probabilities from PyTorch, ONNX Runtime or OpenVINO.
 
 Each takes decoded, resized uint8 images (N, S, S) and returns class probabilities (N, C). The
-ONNX backends run the graph of ``export.py`` (built in memory from a checkpoint, or read from an
-exported ``.onnx`` file), which holds the normalisation, temperature and softmax itself.
+ONNX backends run a graph of ``export.py``: read from an exported ``.onnx`` file, it holds the
+whole judgement (normalisation, views, temperature, softmax); built in memory from a checkpoint,
+it is the one-view graph, and ``combine_views`` adds the mirror view and the softmax (faster).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from castinspect.checkpoint import Checkpoint
-from castinspect.export import INPUT_NAME, OUTPUT_NAME
+from castinspect.export import INPUT_NAME
 from castinspect.model import predict_probs
 
 BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-bf16")
@@ -36,12 +37,29 @@ class TorchBackend:
         return predict_probs(self.model, images, temperature=self.temperature)
 
 
+def combine_views(run, images: np.ndarray, mirror: bool | None) -> np.ndarray:
+    """Class probabilities from ``run``, a compiled graph of ``export.py`` on uint8 images.
+
+    ``mirror`` None: an exported graph, whole in itself; its output is the answer. True or False:
+    the one-view graph, which returns temperature-scaled logits; the photos' (and with ``mirror``
+    their mirror images') logits are averaged and put through the softmax here, as the model's
+    own forward does."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    if mirror is None:
+        return run(images)
+    z = run(images)
+    if mirror:
+        z = (z + run(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class OnnxRuntimeBackend:
-    """Runs the exported graph (``export.py``): uint8 images in, calibrated probabilities out."""
+    """Runs a graph of ``export.py`` (see ``combine_views`` for ``mirror``)."""
 
     name = "onnxruntime"
 
-    def __init__(self, model: bytes | str) -> None:
+    def __init__(self, model: bytes | str, mirror: bool | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -50,17 +68,18 @@ class OnnxRuntimeBackend:
         # threads of the pipelined predictor and the server's other requests.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.mirror = mirror
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+        return combine_views(lambda x: self.session.run(None, {INPUT_NAME: x})[0], images, self.mirror)
 
 
 class OpenVinoBackend:
-    """The same graph compiled by OpenVINO (``pip install 'castinspect[openvino]'``)."""
+    """The same graphs compiled by OpenVINO (``pip install 'castinspect[openvino]'``)."""
 
     name = "openvino"
 
-    def __init__(self, model: bytes | str, precision: str = "f32") -> None:
+    def __init__(self, model: bytes | str, precision: str = "f32", mirror: bool | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -77,10 +96,11 @@ class OpenVinoBackend:
         # checkpoint's probabilities; the benchmark measures both ("openvino-bf16").
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
+        self.mirror = mirror
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        out = self.compiled([np.ascontiguousarray(images, dtype=np.uint8)])
-        return np.asarray(out[self.compiled.output(0)], dtype=np.float32)
+        output = self.compiled.output(0)
+        return combine_views(lambda x: np.asarray(self.compiled([x])[output], dtype=np.float32), images, self.mirror)
 
 
 def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | str | None):
@@ -92,12 +112,15 @@ def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | s
         if checkpoint is None:
             raise ValueError("the pytorch backend needs a checkpoint (.ckpt), not an exported .onnx model")
         return TorchBackend(checkpoint)
+    mirror = None  # an exported file judges whole
     if onnx_model is None:
+        from castinspect.config import mirror_averaging
         from castinspect.export import to_onnx_bytes
-        onnx_model = to_onnx_bytes(checkpoint)  # in memory, a second or so
+        onnx_model = to_onnx_bytes(checkpoint, one_view=True)  # in memory, a second or so
+        mirror = mirror_averaging(checkpoint.config.model)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_model)
-    return OpenVinoBackend(onnx_model, "bf16" if name == "openvino-bf16" else "f32")
+        return OnnxRuntimeBackend(onnx_model, mirror)
+    return OpenVinoBackend(onnx_model, "bf16" if name == "openvino-bf16" else "f32", mirror)
 
 
 def installed_backends() -> list[str]:
