@@ -61,10 +61,11 @@ def to_onnx_bytes(ckpt: Checkpoint, one_view: bool = False) -> bytes:
     With ``one_view`` the graph judges the photos only as given and returns temperature-scaled
     logits (``LOGITS_NAME``): the in-process backends build it from a checkpoint and do the mirror
     averaging and the softmax themselves (``backends.combine_views``). For the mirror-averaged
-    EfficientNet-Lite0, two calls of this graph measured 25% (ONNX Runtime) to 55% (OpenVINO)
-    faster than one call of the graph holding both views: the runtimes handle two branches
-    sharing their weights worse than the same branch twice. Exported files keep both views in the
-    graph, so that a file judges on its own exactly as castinspect does."""
+    EfficientNet-Lite0 on OpenVINO, two calls of this graph measured 1.4-1.6x the speed of one
+    call of the graph holding both views (OpenVINO handles two branches sharing their weights
+    worse than the same branch twice; ONNX Runtime ran both alike: ``benchmarks/view_graphs.py``).
+    Exported files keep both views in the graph, so that a file judges on its own exactly as
+    castinspect does."""
     import onnx
 
     size = ckpt.config.model.input_size
