@@ -17,18 +17,12 @@ import time
 
 import numpy as np
 
-from castinspect.backends import OnnxRuntimeBackend, OpenVinoBackend, installed_backends
+from castinspect.backends import installed_backends, onnx_backend
 from castinspect.checkpoint import load_checkpoint
 from castinspect.config import mirror_averaging
 from castinspect.data import decode_set, load_folder, split_dir
 from castinspect.export import to_onnx_bytes
 from castinspect.predict import bundled_model_path
-
-
-def build(name: str, graph: bytes, mirror: bool | None):
-    if name == "onnxruntime":
-        return OnnxRuntimeBackend(graph, mirror)
-    return OpenVinoBackend(graph, "bf16" if name == "openvino-bf16" else "f32", mirror)
 
 
 def seconds(fn, x: np.ndarray, repeats: int) -> float:
@@ -53,7 +47,7 @@ def main() -> None:
     graphs = {"two-view graph": (to_onnx_bytes(ckpt), None), "one-view graph x2": (to_onnx_bytes(ckpt, one_view=True), True)}
     out = {}
     for name in [b for b in installed_backends() if b != "pytorch"]:
-        backends = {way: build(name, g, mirror) for way, (g, mirror) in graphs.items()}
+        backends = {way: onnx_backend(name, g, mirror) for way, (g, mirror) in graphs.items()}
         p = {way: b.probabilities(batch) for way, b in backends.items()}  # warm-up, and the same answers
         per_batch = {way: [] for way in backends}
         per_photo = {way: [] for way in backends}

@@ -118,9 +118,14 @@ def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | s
         from castinspect.export import to_onnx_bytes
         onnx_model = to_onnx_bytes(checkpoint, one_view=True)  # in memory, a second or so
         mirror = mirror_averaging(checkpoint.config.model)
+    return onnx_backend(name, onnx_model, mirror)
+
+
+def onnx_backend(name: str, graph: bytes | str, mirror: bool | None = None):
+    """ONNX Runtime or OpenVINO (``name`` as in BACKENDS) on a graph of ``export.py``."""
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_model, mirror)
-    return OpenVinoBackend(onnx_model, "bf16" if name == "openvino-bf16" else "f32", mirror)
+        return OnnxRuntimeBackend(graph, mirror)
+    return OpenVinoBackend(graph, "bf16" if name == "openvino-bf16" else "f32", mirror)
 
 
 def installed_backends() -> list[str]:

@@ -180,18 +180,14 @@ figure.right img{border-color:#2a2}img.plain{width:96px}.note{color:#555;font-si
 
 def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) -> str:
     from castinspect.annotate import png_data_uri
+    from castinspect.robustness import escaped_photos
 
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(r['kind'])}</td><td>{html.escape(r['description'])}</td>"
         f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
         + (f'<td><img class="plain" src="{png_data_uri(samples[name])}" alt=""></td>' if samples and name in samples else "<td></td>")
         + "</tr>" for name, r in results.items())
-    # The defects behind the escape counts, each once with the variations it passed under: a part
-    # that escapes under several is one to look at, not several problems.
-    passed: dict[str, list[str]] = {}
-    for name, r in results.items():
-        for photo in r.get("escaped", []):
-            passed.setdefault(photo, []).append(name)
+    passed = escaped_photos(results)  # the defects behind the escape counts, each once
     items = "".join(f"<li><code>{html.escape(photo)}</code>: {html.escape(', '.join(names))}</li>"
                     for photo, names in passed.items())
     return ("<h2>Line variations</h2><p class='note'>Every photo judged again under each variation, at the "

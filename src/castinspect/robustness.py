@@ -195,14 +195,20 @@ def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ..
     return {v.name: preprocess(v.apply(img, variation_rng(seed, k, 0)), size) for k, v in enumerate(suite)}
 
 
+def escaped_photos(results: dict, kind: str | None = None) -> dict[str, list[str]]:
+    """Each defect that passed under a variation (of ``kind``, or any), with the variations it
+    passed under: a part that escapes under several is one to look at, not several problems."""
+    escaped: dict[str, list[str]] = {}
+    for name, r in results.items():
+        if kind is None or r["kind"] == kind:
+            for path in r.get("escaped", []):
+                escaped.setdefault(path, []).append(name)
+    return escaped
+
+
 def worst(results: dict) -> dict:
     """The headline: lowest accuracy, and escapes under the photometric variations."""
     name = min(results, key=lambda k: results[k]["accuracy"])
-    photometric = {k: r for k, r in results.items() if r["kind"] == "photometric"}
-    escaped: dict[str, list[str]] = {}  # photo -> the photometric variations it escaped under
-    for k, r in photometric.items():
-        for path in r.get("escaped", []):
-            escaped.setdefault(path, []).append(k)
     return {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
-            "photometric_escapes": sum(r["escapes"] for r in photometric.values()),
-            "photometric_escaped_photos": escaped}
+            "photometric_escapes": sum(r["escapes"] for r in results.values() if r["kind"] == "photometric"),
+            "photometric_escaped_photos": escaped_photos(results, "photometric")}
