@@ -5,7 +5,7 @@ import pytest
 
 from castinspect.data import load_folder
 from castinspect.predict import Predictor
-from castinspect.robustness import SUITE, run_suite, sample_views, variation_rng, worst
+from castinspect.robustness import SUITE, run_suite, sample_views, suite_metrics, variation_rng, worst
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_evaluate_robustness_cli(model_path, synth_root, tmp_path):
     from test_cli import cli
 
     r = cli("evaluate", str(synth_root / "test"), "--model", str(model_path), "--robustness",
-            "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html"))
+            "--review-band", "0.2", "0.8", "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html"))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert set(m["robustness"]) == {v.name for v in SUITE}
@@ -74,6 +74,10 @@ def test_evaluate_robustness_cli(model_path, synth_root, tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert "Line variations" in html and "uneven_light" in html
     assert "line variations" in r.stdout
+    # With a review band, the suite also counts what goes to a person and what passes without.
+    assert "escapes outside review" in html
+    assert all(row["review_band"] == [0.2, 0.8] for row in m["robustness"].values())
+    assert "photometric_escapes_unreviewed" in m["robustness_summary"]
     # Whatever escaped is listed in the report, each photo once with the variations it passed under.
     for photo in {p for r in m["robustness"].values() for p in r["escaped"]}:
         assert html.count(f"<li><code>{photo}</code>") == 1
@@ -88,3 +92,32 @@ def test_report_lists_each_escaped_photo_once():
     section = _robustness_section(results, None)
     assert section.count("a/def.jpg") == 1 and "blur, noise" in section
     assert "Defects passed" not in _robustness_section({"darker": results["darker"]}, None)
+
+
+def test_review_band_counts_what_passes_without_review():
+    from types import SimpleNamespace
+
+    from castinspect.report import _robustness_section
+
+    # Defects scored 0.9, 0.15, 0.01 and OK parts 0.05, 0.3, 0.95; threshold 0.5, review band [0.1, 0.5).
+    p_defect = np.array([0.9, 0.15, 0.01, 0.05, 0.3, 0.95])
+    labels = np.array([0, 0, 0, 1, 1, 1])  # ok_index 1
+    probs = np.stack([p_defect, 1 - p_defect], axis=1)
+    paths = [f"p{i}.jpg" for i in range(6)]
+    suite = tuple(v for v in SUITE if v.name in ("original", "blur"))
+    predictor = SimpleNamespace(classes=["def_front", "ok_front"], ok_index=1, review_band=(0.1, 0.5))
+    results = suite_metrics({v.name: probs for v in suite}, labels, predictor, 0.5, suite, paths)
+    r = results["blur"]
+    assert (r["escapes"], r["false_rejects"]) == (2, 1)  # at the threshold alone
+    assert (r["reviewed"], r["auto_escapes"], r["auto_false_rejects"]) == (2, 1, 1)
+    assert r["passed_unreviewed"] == ["p2.jpg"]  # 0.15 went to a person; 0.01 passed
+    summary = worst(results)
+    assert summary["photometric_escapes_unreviewed"] == 1
+    assert summary["photometric_passed_unreviewed"] == {"p2.jpg": ["blur"]}
+    section = _robustness_section(results, None)
+    assert "Defects passed without review (1)" in section and "escapes outside review" in section
+    # Without a band, none of it.
+    predictor.review_band = None
+    plain = suite_metrics({v.name: probs for v in suite}, labels, predictor, 0.5, suite, paths)
+    assert "auto_escapes" not in plain["blur"] and "photometric_escapes_unreviewed" not in worst(plain)
+    assert "without review" not in _robustness_section(plain, None)

@@ -201,14 +201,23 @@ def _sample_photo(images, ok_index: int) -> str:
 
 
 def _print_robustness(results: dict, summary: dict) -> None:
-    table = Table(title="line variations")
-    for col in ("variation", "kind", "accuracy", "escapes", "false rejects"):
-        table.add_column(col, justify="left" if col in ("variation", "kind") else "right")
+    band = "photometric_passed_unreviewed" in summary
+    # With a review band, short headers so that eight columns fit 80 characters.
+    table = Table(title="line variations", caption=(
+        "esc.: defects passed; FR: OK parts rejected; auto: decided without review" if band else None))
+    counts = ("esc.", "FR", "review", "auto esc.", "auto FR") if band else ("escapes", "false rejects")
+    for col in ("variation", "kind", "accuracy", *counts):
+        table.add_column(col, justify="left" if col in ("variation", "kind") else "right",
+                         no_wrap=col in ("variation", "kind", "accuracy"))
     for name, r in results.items():
-        table.add_row(name, r["kind"], _fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]))
+        review = (str(r["reviewed"]), str(r["auto_escapes"]), str(r["auto_false_rejects"])) if band else ()
+        table.add_row(name, r["kind"], _fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]),
+                      *review)
     out.print(table)
     for path, names in summary["photometric_escaped_photos"].items():  # the parts to look at first
         out.print(f"passed under {', '.join(names)}: {path}", highlight=False)
+    for path, names in summary.get("photometric_passed_unreviewed", {}).items():
+        out.print(f"passed without review under {', '.join(names)}: {path}", highlight=False)
 
 
 def _print_metrics(metrics: dict, sections: list[str]) -> None:

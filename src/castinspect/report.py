@@ -182,19 +182,26 @@ def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) ->
     from castinspect.annotate import png_data_uri
     from castinspect.robustness import escaped_photos
 
+    band = all("auto_escapes" in r for r in results.values())  # the predictor had a review band
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(r['kind'])}</td><td>{html.escape(r['description'])}</td>"
         f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
+        + (f"<td>{r['reviewed']}</td><td>{r['auto_escapes']}</td><td>{r['auto_false_rejects']}</td>" if band else "")
         + (f'<td><img class="plain" src="{png_data_uri(samples[name])}" alt=""></td>' if samples and name in samples else "<td></td>")
         + "</tr>" for name, r in results.items())
-    passed = escaped_photos(results)  # the defects behind the escape counts, each once
-    items = "".join(f"<li><code>{html.escape(photo)}</code>: {html.escape(', '.join(names))}</li>"
-                    for photo, names in passed.items())
+    review_head = "<th>to review</th><th>escapes outside review</th><th>false rejects outside review</th>" if band else ""
+    lists = [("Defects passed under a variation", escaped_photos(results))]  # each defect once
+    if band:
+        lists.append(("Defects passed without review", escaped_photos(results, key="passed_unreviewed")))
+    items = "".join(
+        f"<h3>{title} ({len(passed)})</h3><ul>"
+        + "".join(f"<li><code>{html.escape(photo)}</code>: {html.escape(', '.join(names))}</li>"
+                  for photo, names in passed.items()) + "</ul>"
+        for title, passed in lists if passed)
     return ("<h2>Line variations</h2><p class='note'>Every photo judged again under each variation, at the "
             "same threshold; the sample column shows one photo as the model sees it.</p>"
             "<table><tr><th>variation</th><th>kind</th><th>what</th><th>accuracy</th><th>escapes</th>"
-            f"<th>false rejects</th><th>sample</th></tr>{rows}</table>"
-            + (f"<h3>Defects passed under a variation ({len(passed)})</h3><ul>{items}</ul>" if passed else ""))
+            f"<th>false rejects</th>{review_head}<th>sample</th></tr>{rows}</table>{items}")
 
 
 def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor: "Predictor",

@@ -23,7 +23,7 @@ import numpy as np
 from castinspect.data import ImageSet
 from castinspect.decision import predicted_index
 from castinspect.io import ImageError, preprocess, read_image
-from castinspect.metrics import summarize
+from castinspect.metrics import review_summary, summarize
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -172,20 +172,30 @@ def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple
 def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, threshold: float,
                   suite: tuple[Variation, ...] = SUITE, paths: list[str] | None = None) -> dict:
     """Accuracy, escapes and false rejects per variation at ``threshold``; with the judged
-    photos' ``paths``, also which photos escaped and which were falsely rejected."""
+    photos' ``paths``, also which photos escaped and which were falsely rejected.
+
+    Where the predictor has a review band, also how many photos each variation sends to a person
+    and the escapes and false rejects left to the automatic decisions (``review_summary``), with
+    the defects that passed without review: on a line with a reviewer, those are the escapes."""
     results = {}
     defective = labels != predictor.ok_index
+    band = getattr(predictor, "review_band", None)
     for v in suite:
         p = probs[v.name]
         preds = predicted_index(p, predictor.ok_index, threshold)
         m = summarize(labels, p, preds, predictor.classes, predictor.ok_index, threshold)
-        results[v.name] = {"kind": v.kind, "description": v.description,
-                           **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
-                                                "defect_recall", "false_reject_rate", "roc_auc")}}
+        r = results[v.name] = {"kind": v.kind, "description": v.description,
+                               **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
+                                                    "defect_recall", "false_reject_rate", "roc_auc")}}
+        p_defect = 1.0 - p[:, predictor.ok_index]
+        if band is not None:
+            r.update(review_summary(defective.astype(int), p_defect, *band))
         if paths is not None:
             said_ok = preds == predictor.ok_index
-            results[v.name]["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]
-            results[v.name]["falsely_rejected"] = [paths[i] for i in np.flatnonzero(~defective & ~said_ok)]
+            r["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]
+            r["falsely_rejected"] = [paths[i] for i in np.flatnonzero(~defective & ~said_ok)]
+            if band is not None:
+                r["passed_unreviewed"] = [paths[i] for i in np.flatnonzero(defective & (p_defect < band[0]))]
     return results
 
 
@@ -195,13 +205,14 @@ def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ..
     return {v.name: preprocess(v.apply(img, variation_rng(seed, k, 0)), size) for k, v in enumerate(suite)}
 
 
-def escaped_photos(results: dict, kind: str | None = None) -> dict[str, list[str]]:
+def escaped_photos(results: dict, kind: str | None = None, key: str = "escaped") -> dict[str, list[str]]:
     """Each defect that passed under a variation (of ``kind``, or any), with the variations it
-    passed under: a part that escapes under several is one to look at, not several problems."""
+    passed under: a part that escapes under several is one to look at, not several problems.
+    ``key="passed_unreviewed"``: those that passed without going to review."""
     escaped: dict[str, list[str]] = {}
     for name, r in results.items():
         if kind is None or r["kind"] == kind:
-            for path in r.get("escaped", []):
+            for path in r.get(key, []):
                 escaped.setdefault(path, []).append(name)
     return escaped
 
@@ -209,6 +220,12 @@ def escaped_photos(results: dict, kind: str | None = None) -> dict[str, list[str
 def worst(results: dict) -> dict:
     """The headline: lowest accuracy, and escapes under the photometric variations."""
     name = min(results, key=lambda k: results[k]["accuracy"])
-    return {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
-            "photometric_escapes": sum(r["escapes"] for r in results.values() if r["kind"] == "photometric"),
-            "photometric_escaped_photos": escaped_photos(results, "photometric")}
+    photometric = [r for r in results.values() if r["kind"] == "photometric"]
+    summary = {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
+               "photometric_escapes": sum(r["escapes"] for r in photometric),
+               "photometric_escaped_photos": escaped_photos(results, "photometric")}
+    if all("auto_escapes" in r for r in results.values()):  # a review band was set
+        summary["photometric_escapes_unreviewed"] = sum(r["auto_escapes"] for r in photometric)
+        summary["photometric_passed_unreviewed"] = escaped_photos(results, "photometric", "passed_unreviewed")
+        summary["highest_review_share"] = max(r["review_share"] for r in results.values())
+    return summary
