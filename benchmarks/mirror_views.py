@@ -70,23 +70,33 @@ def main() -> None:
         probs[name], labels, _ = suite_probabilities(OneView(base, view), images)
         print(f"judged view {name} under the suite in {time.perf_counter() - t:.0f} s", flush=True)
     defect = (labels != base.ok_index).astype(int)
-    print(f"\n{len(labels)} validation photos ({defect.sum()} defective), threshold for recall "
-          f">= {args.target_recall} on the clean photos; errors are escapes / false rejects\n")
-    print(f"{'views averaged':26s} threshold  clean    suite mean  worst    photometric  geometric  all errors  clean at 0.5")
+    print_header("views averaged", len(labels), defect, args.target_recall)
     for name, views in SETS.items():
         p = {v.name: 1 - np.mean([probs[w][v.name][:, base.ok_index] for w in views], axis=0) for v in SUITE}
-        thr = choose_threshold(defect, p["original"], args.target_recall)
-        rows = {}
-        for v in SUITE:
-            said = p[v.name] >= thr
-            rows[v.name] = (int((defect & ~said).sum()), int((~defect.astype(bool) & said).sum()), v.kind)
-        acc = [1 - (e + f) / len(labels) for e, f, _ in rows.values()]
-        kinds = {k: [sum(x) for x in zip(*[(e, f) for e, f, kd in rows.values() if kd == k])]
-                 for k in ("photometric", "geometric")}
-        print(f"{name:26s} {thr:9.3f}  {rows['original'][0]:2d} / {rows['original'][1]:<3d}  "
-              f"{np.mean(acc):9.2%}  {min(acc):7.2%}  {kinds['photometric'][0]:4d} / {kinds['photometric'][1]:<4d} "
-              f"{kinds['geometric'][0]:4d} / {kinds['geometric'][1]:<4d} {sum(e + f for e, f, _ in rows.values()):6d}"
-              f"      {np.mean((p['original'] >= 0.5) == defect):.2%}")
+        print_row(name, p, defect, args.target_recall)
+
+
+def print_header(what: str, n: int, defect: np.ndarray, target_recall: float) -> None:
+    print(f"\n{n} validation photos ({defect.sum()} defective), threshold for recall "
+          f">= {target_recall} on the clean photos; errors are escapes / false rejects\n")
+    print(f"{what:26s} threshold  clean    suite mean  worst    photometric  geometric  all errors  clean at 0.5")
+
+
+def print_row(name: str, p: dict[str, np.ndarray], defect: np.ndarray, target_recall: float) -> None:
+    """One line: p(defect) under each variation of the suite judged at the threshold that the
+    clean photos give for ``target_recall``."""
+    thr = choose_threshold(defect, p["original"], target_recall)
+    rows = {}
+    for v in SUITE:
+        said = p[v.name] >= thr
+        rows[v.name] = (int((defect & ~said).sum()), int((~defect.astype(bool) & said).sum()), v.kind)
+    acc = [1 - (e + f) / len(defect) for e, f, _ in rows.values()]
+    kinds = {k: [sum(x) for x in zip(*[(e, f) for e, f, kd in rows.values() if kd == k])]
+             for k in ("photometric", "geometric")}
+    print(f"{name:26s} {thr:9.3f}  {rows['original'][0]:2d} / {rows['original'][1]:<3d}  "
+          f"{np.mean(acc):9.2%}  {min(acc):7.2%}  {kinds['photometric'][0]:4d} / {kinds['photometric'][1]:<4d} "
+          f"{kinds['geometric'][0]:4d} / {kinds['geometric'][1]:<4d} {sum(e + f for e, f, _ in rows.values()):6d}"
+          f"      {np.mean((p['original'] >= 0.5) == defect):.2%}", flush=True)
 
 
 if __name__ == "__main__":
