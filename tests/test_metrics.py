@@ -91,9 +91,16 @@ def test_review_band_by_hand():
 
     y = np.array([1, 1, 0, 0, 1])
     p = np.array([0.95, 0.3, 0.6, 0.05, 0.1])
-    r = review_summary(y, p, 0.2, 0.7)
+    r = review_summary(y, p, 0.2, 0.7, 0.5)
     assert r["reviewed"] == 2 and r["review_share"] == pytest.approx(0.4)
     assert r["auto_escapes"] == 1 and r["auto_false_rejects"] == 0
+    # A band above the threshold: what lies below it is still decided at the threshold, as
+    # decision.decide does (0.3 is rejected, not passed; 0.6 reviewed; 0.1 and 0.05 pass).
+    r = review_summary(y, p, 0.55, 0.9, 0.25)
+    assert r["reviewed"] == 1 and r["auto_escapes"] == 1 and r["auto_false_rejects"] == 0
+    from castinspect.decision import decide
+    decisions = [decide(float(x), 0.25, (0.55, 0.9)) for x in p]
+    assert decisions == ["defective", "defective", "review", "ok", "ok"]
 
 
 def test_reliability_bins():

@@ -39,7 +39,7 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
     p_defect = 1.0 - probs[:, predictor.ok_index]
     metrics["reliability"] = reliability(y, p_defect)
     if predictor.review_band is not None:
-        metrics.update(review_summary(y, p_defect, *predictor.review_band))
+        metrics.update(review_summary(y, p_defect, *predictor.review_band, predictor.threshold))
     metrics["misclassified"] = [
         {"path": insp.source, "true": predictor.classes[t], "label": insp.label, "p_defect": insp.p_defect}
         for insp, t, p in zip(inspections, labels, preds) if t != p]

@@ -111,17 +111,24 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
              "observed": float(y[idx == b].mean()) if (idx == b).any() else None} for b in range(bins)]
 
 
-def review_summary(y: np.ndarray, p: np.ndarray, lo: float, hi: float) -> dict[str, float | int]:
-    """A review band: parts with lo <= p < hi go to a person; the rest are decided automatically.
-    Escapes and false rejects count only the automatic decisions."""
+def review_band_mask(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The parts a review band [lo, hi) sends to a person (``decision.decide``'s rule)."""
+    return (p >= lo) & (p < hi)
+
+
+def review_summary(y: np.ndarray, p: np.ndarray, lo: float, hi: float, threshold: float) -> dict[str, float | int]:
+    """A review band: parts with lo <= p < hi go to a person; the rest are decided automatically
+    at ``threshold``, as ``decision.decide`` does. Escapes and false rejects count only the
+    automatic decisions."""
     y, p = np.asarray(y), np.asarray(p)
-    review = (p >= lo) & (p < hi)
+    review = review_band_mask(p, lo, hi)
+    said_defective = p >= threshold
     return {
         "review_band": [float(lo), float(hi)],
         "review_share": float(review.mean()) if len(p) else float("nan"),
         "reviewed": int(review.sum()),
-        "auto_escapes": int(((y == 1) & (p < lo)).sum()),
-        "auto_false_rejects": int(((y == 0) & (p >= hi)).sum()),
+        "auto_escapes": int(((y == 1) & ~review & ~said_defective).sum()),
+        "auto_false_rejects": int(((y == 0) & ~review & said_defective).sum()),
     }
 
 

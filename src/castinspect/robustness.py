@@ -23,7 +23,7 @@ import numpy as np
 from castinspect.data import ImageSet
 from castinspect.decision import predicted_index
 from castinspect.io import ImageError, preprocess, read_image
-from castinspect.metrics import review_summary, summarize
+from castinspect.metrics import review_band_mask, review_summary, summarize
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -189,13 +189,14 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
                                                     "defect_recall", "false_reject_rate", "roc_auc")}}
         p_defect = 1.0 - p[:, predictor.ok_index]
         if band is not None:
-            r.update(review_summary(defective.astype(int), p_defect, *band))
+            r.update(review_summary(defective.astype(int), p_defect, *band, threshold))
         if paths is not None:
             said_ok = preds == predictor.ok_index
             r["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]
             r["falsely_rejected"] = [paths[i] for i in np.flatnonzero(~defective & ~said_ok)]
             if band is not None:
-                r["passed_unreviewed"] = [paths[i] for i in np.flatnonzero(defective & (p_defect < band[0]))]
+                unreviewed = ~review_band_mask(p_defect, *band)
+                r["passed_unreviewed"] = [paths[i] for i in np.flatnonzero(defective & said_ok & unreviewed)]
     return results
 
 
