@@ -54,6 +54,21 @@ def test_backends_agree_with_pytorch(onnx_path, model_path, mirrored, synth_root
         assert all(g.model == r.model for g, r in zip(got, reference))
 
 
+@pytest.mark.parametrize("backend", ["pytorch", *BACKENDS])
+def test_backends_are_safe_to_call_from_many_threads(model_path, synth_root, backend):
+    """The server judges requests on a thread pool with one predictor: each call must get its
+    own photos' answers, however the calls interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor.load(model_path, backend=backend)
+    images = decode_set(load_folder(synth_root / "test", predictor.classes), predictor.input_size).images
+    expected = [predictor.probabilities(images[i:i + 1]) for i in range(len(images))]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda i: predictor.probabilities(images[i:i + 1]), range(len(images))))
+            np.testing.assert_allclose(np.concatenate(got), np.concatenate(expected), atol=1e-6)
+
+
 def test_onnx_model_cannot_run_on_pytorch(onnx_path):
     with pytest.raises(ValueError, match="checkpoint"):
         Predictor.load(onnx_path, backend="pytorch")

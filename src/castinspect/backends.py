@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,19 @@ class OpenVinoBackend:
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         self.mirror = mirror
+        # Calling the compiled model reuses one infer request, which two threads (the server's
+        # request pool) cannot share ("Infer Request is busy"): one request per thread instead.
+        self._local = threading.local()
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        # A copy, in case the result shares the request's output buffer, which its next call reuses.
+        return np.array(request.infer([x])[self.compiled.output(0)], dtype=np.float32)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        output = self.compiled.output(0)
-        return combine_views(lambda x: np.asarray(self.compiled([x])[output], dtype=np.float32), images, self.mirror)
+        return combine_views(self._infer, images, self.mirror)
 
 
 def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | str | None):
