@@ -24,6 +24,7 @@ import numpy as np
 
 from castinspect.checkpoint import load_checkpoint
 from castinspect.data import Decoded, decode_set, read_manifest
+from castinspect.decision import defect_probability
 from castinspect.metrics import binary_summary
 from castinspect.predict import Predictor
 
@@ -45,7 +46,7 @@ def judge(run: Path, test: dict[int, Decoded]) -> dict[str, dict[str, dict]]:
             val = decode_set(read_manifest(run / "subset.csv", "val", predictor.classes), size)
         out[view] = {}
         for name, data in (("val", val), ("test", test[size])):
-            p = 1.0 - predictor.probabilities(data.images)[:, predictor.ok_index]
+            p = defect_probability(predictor.probabilities(data.images), predictor.ok_index)
             y = (data.labels != predictor.ok_index).astype(int)
             s = binary_summary(y, p, 0.5)
             out[view][name] = {"n": len(y), "accuracy": 1 - s["errors"] / len(y),

@@ -19,6 +19,7 @@ import numpy as np
 
 from castinspect.checkpoint import load_checkpoint
 from castinspect.data import read_manifest
+from castinspect.decision import defect_probability
 from castinspect.predict import Predictor
 from castinspect.robustness import suite_probabilities
 from mirror_views import print_header, print_row
@@ -34,7 +35,7 @@ def main() -> None:
         predictor = Predictor(load_checkpoint(run / "model.ckpt"), backend="onnxruntime")
         images = read_manifest(args.run_dirs[0] / "split.csv", "val", predictor.classes)
         probs, labels, _ = suite_probabilities(predictor, images)
-        p_defect[str(run)] = {name: 1 - p[:, predictor.ok_index] for name, p in probs.items()}
+        p_defect[str(run)] = {name: defect_probability(p, predictor.ok_index) for name, p in probs.items()}
         print(f"judged {run} under the suite", flush=True)
     defect = (labels != predictor.ok_index).astype(int)
     print_header("model", len(labels), defect, args.target_recall)

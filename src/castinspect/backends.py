@@ -101,13 +101,14 @@ class OpenVinoBackend:
         # Calling the compiled model reuses one infer request, which two threads (the server's
         # request pool) cannot share ("Infer Request is busy"): one request per thread instead.
         self._local = threading.local()
+        self._output = self.compiled.output(0)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
         # A copy, in case the result shares the request's output buffer, which its next call reuses.
-        return np.array(request.infer([x])[self.compiled.output(0)], dtype=np.float32)
+        return np.array(request.infer([x])[self._output], dtype=np.float32)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return combine_views(self._infer, images, self.mirror)

@@ -24,6 +24,7 @@ import torch
 
 from castinspect.checkpoint import Checkpoint
 from castinspect.data import decode_set, load_folder, split_dir
+from castinspect.decision import defect_probability
 from castinspect.io import load_for_model
 from castinspect.predict import Predictor
 from castinspect.robustness import judged_paths, run_suite, suite_metrics, suite_probabilities
@@ -187,7 +188,7 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     predictor = Predictor(ckpt, backend="pytorch")
     probs = predictor.probabilities(decoded.images)
     y = decoded.labels != ckpt.ok_index
-    result["test_accuracy_at_0.5"] = float((((1 - probs[:, ckpt.ok_index]) >= 0.5) == y).mean())
+    result["test_accuracy_at_0.5"] = float(((defect_probability(probs, ckpt.ok_index) >= 0.5) == y).mean())
     report("training throughput ...")
     result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
     if robustness:

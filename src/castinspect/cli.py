@@ -26,7 +26,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay greppable
 
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint or exported .onnx (default: the bundled model).")]
-BackendOpt = Annotated[str, typer.Option(help="auto (ONNX Runtime where installed), pytorch, onnxruntime, openvino or openvino-bf16 (faster on CPUs with AMX; probabilities ~1e-5 off).")]
+BackendOpt = Annotated[str, typer.Option(help="auto (ONNX Runtime where installed), pytorch, onnxruntime, openvino or openvino-bf16 (faster on CPUs with AMX; probabilities ~3e-3 off).")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
 ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
     help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
@@ -201,7 +201,9 @@ def _sample_photo(images, ok_index: int) -> str:
 
 
 def _print_robustness(results: dict, summary: dict) -> None:
-    band = "photometric_passed_unreviewed" in summary
+    from castinspect.robustness import has_review_band
+
+    band = has_review_band(results)
     # With a review band, short headers so that eight columns fit 80 characters.
     table = Table(title="line variations", caption=(
         "esc.: defects passed; FR: OK parts rejected; auto: decided without review" if band else None))

@@ -41,9 +41,12 @@ def predicted_index(probs: np.ndarray, ok_index: int, threshold: float) -> np.nd
     return np.where(p_def >= threshold, masked.argmax(axis=1), ok_index)
 
 
+def in_review_band(p_defect, lo: float, hi: float):
+    """Whether a review band [lo, hi) sends the part to a person: a bool, or a mask for an array."""
+    return (p_defect >= lo) & (p_defect < hi)
+
+
 def decide(p_defect: float, threshold: float, review_band: tuple[float, float] | None = None) -> str:
-    if review_band is not None:
-        lo, hi = review_band
-        if lo <= p_defect < hi:
-            return REVIEW
+    if review_band is not None and in_review_band(p_defect, *review_band):
+        return REVIEW
     return DEFECTIVE if p_defect >= threshold else OK

@@ -12,6 +12,7 @@ import numpy as np
 
 from castinspect.checkpoint import Checkpoint, save_checkpoint
 from castinspect.data import Decoded, ImageSet, decode_set, is_manifest, load_folder, read_manifest, split_dir
+from castinspect.decision import defect_probability
 from castinspect.io import ImageError
 from castinspect.metrics import reliability, review_summary, summarize
 from castinspect.predict import Predictor
@@ -36,7 +37,7 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
     metrics = summarize(labels, probs, preds, predictor.classes, predictor.ok_index,
                         predictor.threshold)
     y = (labels != predictor.ok_index).astype(int)
-    p_defect = 1.0 - probs[:, predictor.ok_index]
+    p_defect = defect_probability(probs, predictor.ok_index)
     metrics["reliability"] = reliability(y, p_defect)
     if predictor.review_band is not None:
         metrics.update(review_summary(y, p_defect, *predictor.review_band, predictor.threshold))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from castinspect.decision import defect_probability, in_review_band
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows: true class; columns: predicted class."""
@@ -111,17 +113,12 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
              "observed": float(y[idx == b].mean()) if (idx == b).any() else None} for b in range(bins)]
 
 
-def review_band_mask(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The parts a review band [lo, hi) sends to a person (``decision.decide``'s rule)."""
-    return (p >= lo) & (p < hi)
-
-
 def review_summary(y: np.ndarray, p: np.ndarray, lo: float, hi: float, threshold: float) -> dict[str, float | int]:
     """A review band: parts with lo <= p < hi go to a person; the rest are decided automatically
     at ``threshold``, as ``decision.decide`` does. Escapes and false rejects count only the
     automatic decisions."""
     y, p = np.asarray(y), np.asarray(p)
-    review = review_band_mask(p, lo, hi)
+    review = in_review_band(p, lo, hi)
     said_defective = p >= threshold
     return {
         "review_band": [float(lo), float(hi)],
@@ -174,7 +171,7 @@ def summarize(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray, classes:
     """All metrics of one evaluation, JSON-ready."""
     cm = confusion_matrix(labels, preds, len(classes))
     y = (labels != ok_index).astype(int)
-    p = 1.0 - probs[:, ok_index]
+    p = defect_probability(probs, ok_index)
     return {
         "n": int(len(labels)),
         "accuracy": float((preds == labels).mean()) if len(labels) else float("nan"),

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from castinspect.decision import defect_probability  # noqa: E402
 from castinspect.io import ImageError, load_for_model  # noqa: E402
 from castinspect.metrics import pr_curve, roc_curve  # noqa: E402
 
@@ -180,9 +181,9 @@ figure.right img{border-color:#2a2}img.plain{width:96px}.note{color:#555;font-si
 
 def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) -> str:
     from castinspect.annotate import png_data_uri
-    from castinspect.robustness import escaped_photos
+    from castinspect.robustness import escaped_photos, has_review_band
 
-    band = all("auto_escapes" in r for r in results.values())  # the predictor had a review band
+    band = has_review_band(results)
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(r['kind'])}</td><td>{html.escape(r['description'])}</td>"
         f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
@@ -220,7 +221,7 @@ def write_report(path: str | os.PathLike, results: list["Evaluation"], predictor
     for ev in results:
         m = ev.metrics
         y = (ev.labels != predictor.ok_index).astype(int)
-        p = 1 - ev.probs[:, predictor.ok_index]
+        p = defect_probability(ev.probs, predictor.ok_index)
         parts.append(f"<h2>{html.escape(ev.name)}</h2>")
         if ev.name == "test":
             parts.append('<p class="note">Used for nothing but this report: no model, threshold or '

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from castinspect.data import ImageSet
-from castinspect.decision import predicted_index
+from castinspect.decision import defect_probability, in_review_band, predicted_index
 from castinspect.io import ImageError, preprocess, read_image
-from castinspect.metrics import review_band_mask, review_summary, summarize
+from castinspect.metrics import review_summary, summarize
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -187,7 +187,7 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
         r = results[v.name] = {"kind": v.kind, "description": v.description,
                                **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
                                                     "defect_recall", "false_reject_rate", "roc_auc")}}
-        p_defect = 1.0 - p[:, predictor.ok_index]
+        p_defect = defect_probability(p, predictor.ok_index)
         if band is not None:
             r.update(review_summary(defective.astype(int), p_defect, *band, threshold))
         if paths is not None:
@@ -195,7 +195,7 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
             r["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]
             r["falsely_rejected"] = [paths[i] for i in np.flatnonzero(~defective & ~said_ok)]
             if band is not None:
-                unreviewed = ~review_band_mask(p_defect, *band)
+                unreviewed = ~in_review_band(p_defect, *band)
                 r["passed_unreviewed"] = [paths[i] for i in np.flatnonzero(defective & said_ok & unreviewed)]
     return results
 
@@ -218,6 +218,11 @@ def escaped_photos(results: dict, kind: str | None = None, key: str = "escaped")
     return escaped
 
 
+def has_review_band(results: dict) -> bool:
+    """Whether ``suite_metrics`` judged these results with a review band."""
+    return all("auto_escapes" in r for r in results.values())
+
+
 def worst(results: dict) -> dict:
     """The headline: lowest accuracy, and escapes under the photometric variations."""
     name = min(results, key=lambda k: results[k]["accuracy"])
@@ -225,7 +230,7 @@ def worst(results: dict) -> dict:
     summary = {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
                "photometric_escapes": sum(r["escapes"] for r in photometric),
                "photometric_escaped_photos": escaped_photos(results, "photometric")}
-    if all("auto_escapes" in r for r in results.values()):  # a review band was set
+    if has_review_band(results):
         summary["photometric_escapes_unreviewed"] = sum(r["auto_escapes"] for r in photometric)
         summary["photometric_passed_unreviewed"] = escaped_photos(results, "photometric", "passed_unreviewed")
         summary["highest_review_share"] = max(r["review_share"] for r in results.values())
