@@ -49,9 +49,10 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --runs")
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
     ap.add_argument("--target-recall", type=float, default=None,
-                    help="then set the chosen model's threshold on validation for this defect recall")
+                    help="then set every run's threshold on validation for this defect recall")
     args = ap.parse_args()
     best = None
+    runs = []
     for seed in args.seeds:
         cfg = Config()
         cfg.train.seed = seed
@@ -68,11 +69,13 @@ def main() -> None:
             print(json.dumps({"seed": seed, "best_val_loss": val_loss, "train_seconds": round(result.seconds, 1),
                               "val_errors": metrics["validation"]["errors"],
                               "test_errors": metrics.get("test", {}).get("errors")}), flush=True)
+        runs.append(run_dir)
         if best is None or val_loss < best[0]:
             best = (val_loss, seed, run_dir)
     _, seed, run_dir = best
-    if args.target_recall is not None:
-        retarget(run_dir, args.data_root, args.target_recall)
+    if args.target_recall is not None:  # every run, so each can be judged at its own operating point
+        for run in runs:
+            retarget(run, args.data_root, args.target_recall)
     shutil.copy2(run_dir / "model.ckpt", bundled_model_path())
     shutil.copy2(run_dir / "metrics.json", bundled_model_path().with_name("model_metrics.json"))
     print(f"bundled seed {seed} from {run_dir} (lowest validation loss)")
