@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from castinspect import audit as A
-from castinspect.io import preprocess, read_image
+from castinspect.core.io import preprocess, read_image
 
 
 def centre_errors(paths: list[str], rng: np.random.Generator, n: int = 150) -> np.ndarray:

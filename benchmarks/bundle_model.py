@@ -16,13 +16,12 @@ import json
 import shutil
 from pathlib import Path
 
-from castinspect.checkpoint import load_checkpoint
-from castinspect.config import Config
-from castinspect.data import load_folder, split_dir
-from castinspect.evaluate import finish_run
-from castinspect.predict import bundled_model_path
-from castinspect.report import read_history
-from castinspect.train import operating_point, split_train_val, train_and_evaluate
+from castinspect.core.config import Config
+from castinspect.data.datasets import load_folder, split_dir
+from castinspect.evaluation.report import read_history
+from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
+from castinspect.training.run import finish_run, train_and_evaluate
+from castinspect.training.train import operating_point, split_train_val
 
 
 def retarget(run_dir: Path, data_root: str, target_recall: float) -> None:
@@ -30,7 +29,7 @@ def retarget(run_dir: Path, data_root: str, target_recall: float) -> None:
     split seed) for a defect recall, and re-evaluate; the test split is only reported."""
     ckpt = load_checkpoint(run_dir / "model.ckpt")
     _, val, _ = split_train_val(ckpt.config, data_root)
-    ckpt.temperature, ckpt.threshold = operating_point(ckpt.build_model(), val, ckpt.ok_index,
+    ckpt.temperature, ckpt.threshold = operating_point(ckpt.build_network(), val, ckpt.ok_index,
                                                        ckpt.config.train.calibrate, target_recall)
     ckpt.info["threshold_rule"] = f"validation recall >= {target_recall}"
     ckpt.config.train.target_recall = target_recall

@@ -1,4 +1,4 @@
-"""The learning curve's runs judged again with and without mirror averaging (``model.flip_average``).
+"""The learning curve's runs judged again with and without mirror averaging (``model.mirror_average``).
 
     .venv/bin/python benchmarks/curve_mirror.py runs/curve [--backbone efficientnet_lite0]
 
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from castinspect.checkpoint import load_checkpoint
-from castinspect.data import Decoded, decode_set, read_manifest
-from castinspect.decision import defect_probability
-from castinspect.metrics import binary_summary
-from castinspect.predict import Predictor
+from castinspect.core.decision import defect_probability
+from castinspect.data.datasets import Decoded, decode_set, read_manifest
+from castinspect.evaluation.metrics import binary_summary
+from castinspect.inference.predict import Predictor
+from castinspect.models.checkpoint import load_checkpoint
 
 VIEWS = {"as taken": False, "mirror-averaged": True}
 
@@ -37,7 +37,7 @@ def judge(run: Path, test: dict[int, Decoded]) -> dict[str, dict[str, dict]]:
     val = None
     for view, mirror in VIEWS.items():
         ckpt = load_checkpoint(run / "run" / "model.ckpt")
-        ckpt.config.model.flip_average = mirror
+        ckpt.config.model.mirror_average = mirror
         predictor = Predictor(ckpt, threshold=0.5, backend="onnxruntime")
         size = predictor.input_size
         if size not in test:  # one decode of the fixed test parts per input size

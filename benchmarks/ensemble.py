@@ -16,13 +16,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-from castinspect.checkpoint import load_checkpoint
-from castinspect.data import read_manifest
-from castinspect.decision import defect_probability
-from castinspect.predict import Predictor
-from castinspect.robustness import suite_probabilities
 from mirror_views import print_header, print_row
+
+from castinspect.core.decision import defect_probability
+from castinspect.data.datasets import read_manifest
+from castinspect.evaluation.robustness import suite_probabilities
+from castinspect.inference.predict import Predictor
+from castinspect.models.checkpoint import load_checkpoint
 
 
 def main() -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from castinspect.bench import model_only_throughput
-from castinspect.checkpoint import load_checkpoint
-from castinspect.data import decode_set, load_folder, split_dir
-from castinspect.export import calibration_set, export_onnx
-from castinspect.predict import Predictor, bundled_model_path
+from castinspect.data.datasets import decode_set, load_folder, split_dir
+from castinspect.inference.export import calibration_set, export_onnx
+from castinspect.inference.predict import Predictor
+from castinspect.lab.bench import model_only_throughput
+from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                            calibration=calibration_set(args.data_root, size, 256))
         fp32, int8 = Predictor(ckpt, backend="onnxruntime"), Predictor.load(path)
         p32, p8 = fp32.probabilities(test.images), int8.probabilities(test.images)
-        changed = [a.decision != b.decision for a, b in zip(fp32.judge(test.paths, p32), int8.judge(test.paths, p8))]
+        changed = [a.decision != b.decision for a, b in zip(fp32.inspections(test.paths, p32), int8.inspections(test.paths, p8))]
         print(json.dumps({
             "model": ckpt.model_id, "photos": len(test.paths), "threshold": ckpt.threshold,
             "decisions_changed": int(np.sum(changed)),

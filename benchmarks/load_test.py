@@ -102,7 +102,7 @@ def start_server(port: int, db: str, extra: list[str] | None = None) -> subproce
 
 def check_log(db: str, ids: list[str]) -> dict:
     """Every acknowledged id exactly once, and nothing else, in the log."""
-    from castinspect.inspection_log import InspectionLog
+    from castinspect.station.log import InspectionLog
 
     with InspectionLog.open(db) as log:
         logged = [row["id"] for row in log.iter_rows()]

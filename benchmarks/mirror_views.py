@@ -6,7 +6,7 @@ Loads RUN_DIR/model.ckpt with mirror averaging off, judges RUN_DIR/split.csv's v
 under the line-variation suite once per view (the photo as taken, mirrored, turned by 90/180/270
 degrees, transposed), then for each set of views averages their probabilities, chooses the
 threshold on the clean validation photos for the target recall (as training does) and prints the
-errors clean and under the suite. This is how ``model.flip_average`` was chosen; it reads
+errors clean and under the suite. This is how ``model.mirror_average`` was chosen; it reads
 validation photos only.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from castinspect.checkpoint import load_checkpoint
-from castinspect.data import read_manifest
-from castinspect.metrics import choose_threshold
-from castinspect.predict import Predictor
-from castinspect.robustness import SUITE, suite_probabilities
+from castinspect.data.datasets import read_manifest
+from castinspect.evaluation.metrics import choose_threshold
+from castinspect.evaluation.robustness import SUITE, suite_probabilities
+from castinspect.inference.predict import Predictor
+from castinspect.models.checkpoint import load_checkpoint
 
 VIEWS = {  # on (N, S, S) uint8 photos
     "id": lambda x: x,
@@ -36,7 +36,7 @@ VIEWS = {  # on (N, S, S) uint8 photos
 }
 SETS = {
     "as taken": ["id"],
-    "+ mirror (flip_average)": ["id", "fliplr"],
+    "+ mirror (mirror_average)": ["id", "fliplr"],
     "+ turned 180": ["id", "rot180"],
     "both flips + 180": ["id", "fliplr", "flipud", "rot180"],
     "4 quarter turns": ["id", "rot90", "rot180", "rot270"],
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--target-recall", type=float, default=0.99)
     args = ap.parse_args()
     ckpt = load_checkpoint(args.run_dir / "model.ckpt")
-    ckpt.config.model.flip_average = False  # single views; the sets below do the averaging
+    ckpt.config.model.mirror_average = False  # single views; the sets below do the averaging
     base = Predictor(ckpt, backend="onnxruntime")
     images = read_manifest(args.run_dir / "split.csv", "val", base.classes)
     probs: dict[str, dict[str, np.ndarray]] = {}

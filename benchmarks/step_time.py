@@ -9,14 +9,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from castinspect.augment import augment_batch
-from castinspect.config import AugmentConfig, ModelConfig
-from castinspect.model import build_model
-from castinspect.runtime import cpu_has_amx, tune_allocator
+from castinspect.core.config import AugmentConfig
+from castinspect.core.runtime import cpu_has_amx, tune_allocator
+from castinspect.data.augment import augment_batch
+from castinspect.models.registry import build_model, compact
 
 
 def step_ms(size: int, bf16: bool, steps: int = 12, warmup: int = 2) -> tuple[float, float]:
-    model = build_model(ModelConfig.preset("small", input_size=size), 2).to(memory_format=torch.channels_last)
+    model = build_model(compact("small", input_size=size), 2).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     x, y = torch.rand(64, 1, size, size), torch.randint(0, 2, (64,))
     g = torch.Generator().manual_seed(0)

@@ -17,12 +17,11 @@ import time
 
 import numpy as np
 
-from castinspect.backends import installed_backends, onnx_backend
-from castinspect.checkpoint import load_checkpoint
-from castinspect.config import mirror_averaging
-from castinspect.data import decode_set, load_folder, split_dir
-from castinspect.export import to_onnx_bytes
-from castinspect.predict import bundled_model_path
+from castinspect.data.datasets import decode_set, load_folder, split_dir
+from castinspect.inference.backends import installed_backends, onnx_backend
+from castinspect.inference.export import to_onnx_bytes
+from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
+from castinspect.models.registry import mirror_average
 
 
 def seconds(fn, x: np.ndarray, repeats: int) -> float:
@@ -39,7 +38,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     ckpt = load_checkpoint(args.model or bundled_model_path())
-    if not mirror_averaging(ckpt.config.model):
+    if not mirror_average(ckpt.config.model):
         raise SystemExit("this model judges one view: nothing to compare")
     images = decode_set(load_folder(split_dir(args.data_root, "test"), ckpt.classes),
                         ckpt.config.model.input_size).images

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from castinspect.config import Config, ModelConfig
+from castinspect.core.config import Config
+from castinspect.models.registry import compact
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "casting_data"
 SYNTH_SIZE = 96
@@ -64,7 +65,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_config(epochs: int = 30) -> Config:
     cfg = Config()
-    cfg.model = ModelConfig.preset("tiny", input_size=64, backbone="castnet")
+    cfg.model = compact("tiny", input_size=64)
     cfg.train.epochs = epochs
     cfg.train.batch_size = 32
     cfg.train.patience = epochs
@@ -77,7 +78,7 @@ def tiny_config(epochs: int = 30) -> Config:
 @pytest.fixture(scope="session")
 def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """One tiny training run per session, reused by the predict, evaluate and CLI tests."""
-    from castinspect.train import train_and_evaluate
+    from castinspect.training.run import train_and_evaluate
 
     run_dir = tmp_path_factory.mktemp("run")
     result, metrics = train_and_evaluate(tiny_config(), synth_root, run_dir)

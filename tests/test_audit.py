@@ -6,11 +6,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import REAL_DATA
 from typer.testing import CliRunner
 
-from castinspect.audit import audit, groups, summarize
 from castinspect.cli import app
-from conftest import REAL_DATA
+from castinspect.data.audit import audit, summarize
+from castinspect.data.parts import groups
 
 SIZE = 300
 

@@ -1,7 +1,7 @@
 import torch
 
-from castinspect.augment import augment_batch, random_jpeg
-from castinspect.config import AugmentConfig
+from castinspect.core.config import AugmentConfig
+from castinspect.data.augment import augment_batch, random_jpeg
 
 
 def test_keeps_shape_range_and_changes_images():

@@ -1,9 +1,9 @@
 """castinspect bench on synthetic data: every figure present and positive, the ratios consistent.
 (The speed targets are measured by the command and written in the README, not asserted here.)"""
 
-from castinspect.bench import run_bench
-from castinspect.checkpoint import load_checkpoint
-from castinspect.reference import SeedCNN
+from castinspect.lab.bench import run_bench
+from castinspect.lab.reference import SeedCNN
+from castinspect.models.checkpoint import load_checkpoint
 
 
 def test_reference_is_the_seeds_architecture():
@@ -24,7 +24,7 @@ def test_bench_reports_every_figure(model_path, synth_root):
     assert r["ratios"]["end_to_end_vs_decode_limit"] == best / r["decode_images_per_s"]
     assert r["ratios"]["parameters_vs_reference"] < 0.05
     # both models judged under the same variations (ours also at its own threshold)
-    from castinspect.robustness import SUITE
+    from castinspect.evaluation.robustness import SUITE
     names = [v.name for v in SUITE]
     for table in (r["robustness"], r["robustness_at_0.5"], r["reference"]["robustness"]):
         assert list(table) == names and all(t["n"] == 60 for t in table.values())

@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from conftest import REAL_DATA, real_data_available
 from typer.testing import CliRunner
 
-from conftest import REAL_DATA, real_data_available
 from castinspect.cli import app
-from castinspect.demo import run_demo, sample_paths
-from castinspect.predict import Predictor, bundled_model_path
+from castinspect.inference.predict import Predictor
+from castinspect.lab.demo import run_demo, sample_paths
+from castinspect.models.checkpoint import bundled_model_path
 
 runner = CliRunner()
 
@@ -38,7 +39,7 @@ def test_predict_without_model_uses_bundled():
 @pytest.mark.slow
 @pytest.mark.skipif(not real_data_available(), reason="the casting dataset is not beside the project")
 def test_bundled_model_on_real_test_split():
-    from castinspect.evaluate import evaluate
+    from castinspect.evaluation.evaluate import evaluate
 
     predictor = Predictor.load()
     result = evaluate(predictor, REAL_DATA / "test")
@@ -54,9 +55,9 @@ def test_bundled_model_on_real_test_split():
 def test_bundled_model_carries_its_training_curves(tmp_path):
     import numpy as np
 
-    from castinspect.data import ImageSet
-    from castinspect.evaluate import evaluate
-    from castinspect.report import write_report
+    from castinspect.data.datasets import ImageSet
+    from castinspect.evaluation.evaluate import evaluate
+    from castinspect.evaluation.report import write_report
 
     predictor = Predictor.load()
     assert len(predictor.checkpoint.info["history"]) == predictor.checkpoint.info["epochs_run"]

@@ -1,8 +1,11 @@
-import numpy as np
 import pytest
 import torch
 
-from castinspect.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from castinspect.models.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_round_trip_gives_same_outputs(trained_run, tmp_path):
@@ -13,7 +16,7 @@ def test_round_trip_gives_same_outputs(trained_run, tmp_path):
     assert back.config == ckpt.config and back.model_id == ckpt.model_id
     x = torch.rand(2, 1, ckpt.config.model.input_size, ckpt.config.model.input_size)
     with torch.no_grad():
-        assert torch.equal(ckpt.build_model()(x), back.build_model()(x))
+        assert torch.equal(ckpt.build_network()(x), back.build_network()(x))
 
 
 def test_loads_with_weights_only_and_holds_no_modules(model_path):
@@ -36,14 +39,14 @@ def test_refuses_non_checkpoints_and_newer_formats(tmp_path, trained_run):
 def test_temperature_round_trip_and_use(trained_run, tmp_path, synth_root):
     import dataclasses
 
-    from castinspect.predict import Predictor
+    from castinspect.inference.predict import Predictor
 
     ckpt = dataclasses.replace(trained_run[0].checkpoint, temperature=4.0)
     save_checkpoint(ckpt, tmp_path / "t.ckpt")
     assert load_checkpoint(tmp_path / "t.ckpt").temperature == 4.0
     files = sorted(str(p) for p in synth_root.glob("test/*/*.jpeg"))[:8]
-    hot = Predictor.load(tmp_path / "t.ckpt").predict(files)
-    base = Predictor(dataclasses.replace(ckpt, temperature=1.0)).predict(files)
+    hot = list(Predictor.load(tmp_path / "t.ckpt").predict(files))
+    base = list(Predictor(dataclasses.replace(ckpt, temperature=1.0)).predict(files))
     assert [h.label for h in hot] == [b.label for b in base]  # same ranking, same decisions at 0.5
     assert all(abs(h.score - 0.5) <= abs(b.score - 0.5) + 1e-9 for h, b in zip(hot, base))
 

@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from castinspect import __version__
@@ -74,8 +73,8 @@ def test_train_command_end_to_end(synth_root, tmp_path):
     data = json.loads(info.stdout)
     assert data["classes"] == ["def_front", "ok_front"] and data["input_size"] == 48
     assert data["backbone"] == "castnet" and data["size"] == "tiny"
-    assert data["mirror_averaging"] is False  # the compact CNN's default, recorded in its config
-    assert "flip_average: false" in (tmp_path / "run" / "config.yaml").read_text()
+    assert data["mirror_average"] is False  # the compact CNN's default, recorded in its config
+    assert "mirror_average: false" in (tmp_path / "run" / "config.yaml").read_text()
     assert "metrics" in data and data["parameters"] > 0
 
 

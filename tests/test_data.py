@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from castinspect.data import decode_set, load_folder, split_dir, stratified_split
-from castinspect.io import ImageError
+from castinspect.core.io import ImageError
+from castinspect.data.datasets import decode_set, load_folder, split_dir
+from castinspect.data.split import stratified_split
 
 
 def test_load_folder_kaggle_layout(synth_root):
@@ -44,7 +45,7 @@ def test_decode_set_skips_bad_files_or_fails_when_strict(synth_root, tmp_path):
 
 
 def test_group_split_keeps_groups_whole_and_classes_balanced():
-    from castinspect.data import stratified_group_split
+    from castinspect.data.split import stratified_group_split
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(60), rng.integers(1, 8, 60))

@@ -3,10 +3,10 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import make_casting, tiny_config
-from castinspect.config import ModelConfig
-from castinspect.predict import Predictor
+
+from castinspect.core.config import ModelConfig
+from castinspect.inference.predict import Predictor
 
 SIZE = 96
 
@@ -20,7 +20,7 @@ def blob_photo(rng: np.random.Generator, centre: tuple[int, int]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def blob_model(tmp_path_factory):
     """A model that learned one defect type: dark blobs. Three stages: a 12x12 heatmap at 96 px."""
-    from castinspect.train import fit
+    from castinspect.training.train import fit
 
     root = tmp_path_factory.mktemp("blobs")
     rng = np.random.default_rng(7)
@@ -37,7 +37,7 @@ def blob_model(tmp_path_factory):
 
 def test_heatmap_shape_and_range(model_path, synth_root):
     predictor = Predictor.load(model_path)
-    from castinspect.io import load_for_model
+    from castinspect.core.io import load_for_model
     images = np.stack([load_for_model(p, predictor.input_size) for p in sorted(synth_root.glob("test/*/*.jpeg"))[:5]])
     heat = predictor.heatmaps(images)
     assert heat.shape == images.shape and heat.dtype == np.float32
@@ -66,7 +66,7 @@ def test_mirror_averaging_model_explains_a_mirrored_photo_with_the_mirrored_map(
     import copy
 
     ckpt = copy.deepcopy(blob_model.checkpoint)
-    ckpt.config.model.flip_average = True
+    ckpt.config.model.mirror_average = True
     mirror_model = Predictor(ckpt, backend="pytorch")
     photo = blob_photo(np.random.default_rng(3), (SIZE // 2 + 22, SIZE // 2 - 10))
     heat, heat_of_mirrored = mirror_model.heatmaps(np.stack([photo, photo[:, ::-1]]))
@@ -92,8 +92,8 @@ def test_explain_command_writes_one_png_per_photo(model_path, synth_root, tmp_pa
 def test_explain_with_an_onnx_model_is_a_clear_error(model_path, tmp_path):
     from test_cli import cli
 
-    from castinspect.checkpoint import load_checkpoint
-    from castinspect.export import export_onnx
+    from castinspect.inference.export import export_onnx
+    from castinspect.models.checkpoint import load_checkpoint
 
     onnx = export_onnx(load_checkpoint(model_path), tmp_path / "m.onnx")
     r = cli("explain", "x.jpg", "--model", str(onnx))

@@ -5,12 +5,16 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REAL_DATA, real_data_available
-from castinspect.checkpoint import load_checkpoint, save_checkpoint
-from castinspect.data import decode_set, load_folder
-from castinspect.export import export_onnx, read_metadata
-from castinspect.predict import Predictor, bundled_model_path
+
+from castinspect.data.datasets import decode_set, load_folder
+from castinspect.inference.export import export_onnx, read_metadata
+from castinspect.inference.predict import Predictor
+from castinspect.models.checkpoint import (
+    bundled_model_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 BACKENDS = ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
@@ -31,7 +35,7 @@ def test_metadata_travels_with_the_graph(onnx_path, model_path):
 def mirrored(model_path, tmp_path_factory):
     """The test model with mirror averaging switched on: a checkpoint and its exported file."""
     ckpt = load_checkpoint(model_path)
-    ckpt.config.model.flip_average = True
+    ckpt.config.model.mirror_average = True
     folder = tmp_path_factory.mktemp("mirrored")
     save_checkpoint(ckpt, folder / "m.ckpt")
     return folder / "m.ckpt", export_onnx(ckpt, folder / "m.onnx")
@@ -45,9 +49,9 @@ def test_backends_agree_with_pytorch(onnx_path, model_path, mirrored, synth_root
     if mirror:
         model_path, onnx_path = mirrored
     files = sorted(str(p) for p in synth_root.glob("test/*/*.jpeg"))
-    reference = Predictor.load(model_path, backend="pytorch").predict(files)
+    reference = list(Predictor.load(model_path, backend="pytorch").predict(files))
     for predictor in (Predictor.load(onnx_path, backend=backend), Predictor.load(model_path, backend=backend)):
-        got = predictor.predict(files)
+        got = list(predictor.predict(files))
         assert [g.label for g in got] == [r.label for r in reference]
         assert [g.decision for g in got] == [r.decision for r in reference]
         assert max(abs(g.score - r.score) for g, r in zip(got, reference)) <= 1e-5
@@ -123,7 +127,7 @@ def test_fp32_export_matches_pytorch_on_real_photos(real_test, tmp_path):
 
 @needs_real
 def test_int8_changes_at_most_two_decisions_on_the_test_split(real_test, tmp_path):
-    from castinspect.export import calibration_set
+    from castinspect.inference.export import calibration_set
 
     ckpt, test = real_test
     calib = calibration_set(REAL_DATA, ckpt.config.model.input_size, 256)  # training photos only
@@ -131,8 +135,8 @@ def test_int8_changes_at_most_two_decisions_on_the_test_split(real_test, tmp_pat
     assert read_metadata(path)["int8"] is True
     fp32 = Predictor(ckpt, backend="pytorch")
     int8 = Predictor.load(path)
-    a = fp32.judge(test.paths, fp32.probabilities(test.images))
-    b = int8.judge(test.paths, int8.probabilities(test.images))
+    a = fp32.inspections(test.paths, fp32.probabilities(test.images))
+    b = int8.inspections(test.paths, int8.probabilities(test.images))
     changed = [(x.source, x.p_defect, y.p_defect) for x, y in zip(a, b) if x.decision != y.decision]
     print("INT8 changed decisions:", changed)  # listed, each one, in the test log
     assert len(changed) <= 2, changed

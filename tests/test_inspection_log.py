@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from castinspect.inspection_log import (MIGRATIONS, SCHEMA_VERSION, InspectionLog, Target, _Database,
-                                        migrate, parse_url)
-from castinspect.records import Inspection
+from castinspect.core.records import Inspection
+from castinspect.station.database import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Database,
+    Target,
+    migrate,
+    parse_url,
+)
+from castinspect.station.log import InspectionLog
 
 
 def make(decision: str, p: float = 0.5, source: str = "a.jpeg", when: datetime | None = None) -> Inspection:
@@ -111,8 +118,8 @@ def test_export_csv(db_url):
 
 def test_migrates_an_old_log_and_keeps_its_rows(db_url):
     """A log written at schema version 1 is brought up to date on open, its rows intact."""
-    db = _Database(parse_url(db_url))
-    import castinspect.inspection_log as il
+    db = Database(parse_url(db_url))
+    import castinspect.station.database as il
     saved = il.MIGRATIONS
     try:
         il.MIGRATIONS, il.SCHEMA_VERSION = saved[:1], 1

@@ -1,12 +1,17 @@
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from castinspect.io import ImageError, expand_paths, load_for_model, preprocess, read_image
+from castinspect.core.io import (
+    ImageError,
+    expand_paths,
+    load_for_model,
+    preprocess,
+    read_image,
+)
 
 
 def _png_bytes(img: np.ndarray) -> bytes:
@@ -115,7 +120,7 @@ def test_header_size_reads_the_claimed_frame_before_decoding():
     import cv2
     import numpy as np
 
-    from castinspect.io import header_size
+    from castinspect.core.io import header_size
 
     img = np.zeros((37, 53), np.uint8)
     for ext in (".jpg", ".png", ".bmp"):

@@ -6,9 +6,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import make_casting, tiny_config
-from castinspect.learning_curve import draw_subset, learning_curve
+
+from castinspect.lab.learning_curve import draw_subset, learning_curve
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from castinspect.metrics import (average_precision, binary_summary, brier_score, choose_threshold,
-                                 confusion_matrix, expected_calibration_error, per_class_prf, roc_auc,
-                                 summarize)
+from castinspect.evaluation.metrics import (
+    average_precision,
+    binary_summary,
+    brier_score,
+    choose_threshold,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class_prf,
+    roc_auc,
+    summarize,
+)
 
 
 def test_confusion_and_prf_by_hand():
@@ -76,7 +84,7 @@ def test_summarize_three_classes():
 
 
 def test_fit_temperature_recovers_overconfidence():
-    from castinspect.metrics import fit_temperature
+    from castinspect.evaluation.metrics import fit_temperature
 
     rng = np.random.default_rng(0)
     z = rng.normal(0, 2, (4000, 2))
@@ -87,7 +95,7 @@ def test_fit_temperature_recovers_overconfidence():
 
 
 def test_review_band_by_hand():
-    from castinspect.metrics import review_summary
+    from castinspect.evaluation.metrics import review_summary
 
     y = np.array([1, 1, 0, 0, 1])
     p = np.array([0.95, 0.3, 0.6, 0.05, 0.1])
@@ -98,13 +106,13 @@ def test_review_band_by_hand():
     # decision.decide does (0.3 is rejected, not passed; 0.6 reviewed; 0.1 and 0.05 pass).
     r = review_summary(y, p, 0.55, 0.9, 0.25)
     assert r["reviewed"] == 1 and r["auto_escapes"] == 1 and r["auto_false_rejects"] == 0
-    from castinspect.decision import decide
+    from castinspect.core.decision import decide
     decisions = [decide(float(x), 0.25, (0.55, 0.9)) for x in p]
     assert decisions == ["defective", "defective", "review", "ok", "ok"]
 
 
 def test_reliability_bins():
-    from castinspect.metrics import reliability
+    from castinspect.evaluation.metrics import reliability
 
     rows = reliability(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.91, 0.5]), bins=10)
     assert rows[9]["n"] == 2 and rows[9]["observed"] == 1.0 and rows[0]["observed"] == 0.0

@@ -1,15 +1,16 @@
 import pytest
 import torch
 
-from castinspect.config import MODEL_PRESETS, ModelConfig
-from castinspect.model import build_model, count_flops, count_parameters
+from castinspect.core.config import ModelConfig
+from castinspect.models.network import count_flops, count_parameters
+from castinspect.models.registry import SIZES, build_model, compact, mirror_average
 
 
-@pytest.mark.parametrize("size", sorted(MODEL_PRESETS))
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("classes", [2, 4])
 def test_shapes_and_gradients(size, classes):
     torch.manual_seed(0)
-    cfg = ModelConfig.preset(size, input_size=64)
+    cfg = compact(size, input_size=64)
     model = build_model(cfg, classes)
     x = torch.rand(3, 1, 64, 64)
     out = model(x)
@@ -28,7 +29,7 @@ def test_default_compact_cnn_is_compact():
 
 
 def test_flops_grow_with_input():
-    model = build_model(ModelConfig.preset("tiny"), 2)
+    model = build_model(compact("tiny"), 2)
     assert count_flops(model, 128) > 3.5 * count_flops(model, 64)
 
 
@@ -36,8 +37,8 @@ def test_per_image_normalisation_ignores_light_gain_and_offset():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 64, 64) * 0.6 + 0.2
     varied = x * 0.7 + 0.05  # dimmer lamp, raised black level: no clipping
-    per_image = build_model(ModelConfig.preset("tiny", input_size=64), 2).eval()
-    fixed = build_model(ModelConfig.preset("tiny", input_size=64, normalize="fixed"), 2).eval()
+    per_image = build_model(compact("tiny", input_size=64), 2).eval()
+    fixed = build_model(compact("tiny", input_size=64, normalize="fixed"), 2).eval()
     fixed.load_state_dict(per_image.state_dict())
     with torch.no_grad():
         a, b = per_image.forward_features(x), per_image.forward_features(varied)
@@ -47,13 +48,13 @@ def test_per_image_normalisation_ignores_light_gain_and_offset():
 
 
 def test_flat_image_is_finite():
-    model = build_model(ModelConfig.preset("tiny", input_size=64), 2).eval()
+    model = build_model(compact("tiny", input_size=64), 2).eval()
     with torch.no_grad():
         assert torch.isfinite(model(torch.full((1, 1, 64, 64), 0.5))).all()
 
 
 def test_unknown_normalisation_is_refused():
-    model = build_model(ModelConfig.preset("tiny", input_size=64, normalize="bogus"), 2)
+    model = build_model(compact("tiny", input_size=64, normalize="bogus"), 2)
     with pytest.raises(ValueError, match="normalisation"):
         model(torch.rand(1, 1, 64, 64))
 
@@ -62,7 +63,7 @@ def test_pretrained_backbone_keeps_imagenet_filters_for_gray_input():
     pytest.importorskip("efficientnet_lite_pytorch")
     from efficientnet_lite_pytorch import EfficientNet
 
-    from castinspect.model import LiteNet, pretrained_weights_path
+    from castinspect.models.litenet import LiteNet, pretrained_weights_path
 
     cfg = ModelConfig(backbone="efficientnet_lite0", input_size=64)
     gray_net = build_model(cfg, 2, pretrained=True).eval()
@@ -93,7 +94,7 @@ def test_unknown_backbone_is_refused():
 
 @pytest.mark.parametrize("backbone", ["castnet", "efficientnet_lite0"])
 def test_mirror_averaging_judges_a_photo_and_its_mirror_image_alike(backbone):
-    cfg = ModelConfig(backbone=backbone, input_size=64, widths=(8, 16), depths=(1, 1), flip_average=True)
+    cfg = ModelConfig(backbone=backbone, input_size=64, widths=(8, 16), depths=(1, 1), mirror_average=True)
     model = build_model(cfg, 2, pretrained=True).eval()  # (random EfficientNet features are ~0)
     torch.nn.init.normal_(model.fc.weight, std=1.0)  # logits of a usable scale
     x = torch.rand(3, 1, 64, 64)
@@ -110,8 +111,6 @@ def test_mirror_averaging_judges_a_photo_and_its_mirror_image_alike(backbone):
 
 
 def test_mirror_averaging_defaults_per_backbone():
-    from castinspect.config import mirror_averaging
-
-    assert mirror_averaging(ModelConfig()) and mirror_averaging(ModelConfig(backbone="efficientnet_lite0"))
-    assert not mirror_averaging(ModelConfig.preset("small"))  # the compact CNN: measured no better
-    assert not mirror_averaging(ModelConfig(flip_average=False))  # an explicit choice stands
+    assert mirror_average(ModelConfig()) and mirror_average(ModelConfig(backbone="efficientnet_lite0"))
+    assert not mirror_average(compact("small"))  # the compact CNN: measured no better
+    assert not mirror_average(ModelConfig(mirror_average=False))  # an explicit choice stands

@@ -5,12 +5,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import make_casting, tiny_config
+
 from castinspect.cli import app
-from castinspect.decision import resolve_ok_index
-from castinspect.predict import Predictor
-from castinspect.train import train_and_evaluate
+from castinspect.core.decision import resolve_ok_index
+from castinspect.inference.predict import Predictor
+from castinspect.training.run import train_and_evaluate
 
 
 @pytest.fixture(scope="module")

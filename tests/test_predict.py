@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from castinspect.predict import Predictor
+from castinspect.inference.predict import Predictor
 
 
 def _files(root: Path) -> list[str]:
@@ -18,7 +18,7 @@ def test_predicts_in_order_with_bad_files_mixed_in(model_path, synth_root, tmp_p
     files = _files(synth_root)[:10]
     inputs = files[:3] + [str(bad)] + files[3:7] + [str(tmp_path / "missing.jpg"), str(empty)] + files[7:]
     predictor = Predictor.load(model_path)
-    results = predictor.predict(inputs, batch_size=4)  # batches split across the bad files
+    results = list(predictor.predict(inputs, batch_size=4))  # batches split across the bad files
     assert [r.source for r in results] == inputs
     failed = [r for r in results if r.error]
     assert [r.source for r in failed] == [str(bad), str(tmp_path / "missing.jpg"), str(empty)]
@@ -53,7 +53,7 @@ def test_threshold_override_moves_decisions(model_path, synth_root):
 
 
 def test_review_band(model_path, synth_root):
-    results = Predictor.load(model_path, review_band=(0.0, 1.0)).predict(_files(synth_root)[:5])
+    results = list(Predictor.load(model_path, review_band=(0.0, 1.0)).predict(_files(synth_root)[:5]))
     assert all(r.decision == "review" for r in results if r.p_defect < 1.0)
     assert any(r.decision == "review" for r in results)
     with pytest.raises(ValueError, match="review band"):
@@ -76,7 +76,7 @@ def test_pipeline_reads_ahead_a_bounded_amount(model_path, synth_root, tmp_path)
             yield f
 
     predictor = Predictor.load(model_path)
-    results = predictor.iter_predict(source(), batch_size=16, prefetch=2)
+    results = predictor.predict(source(), batch_size=16, prefetch=2)
     first = next(results)
     assert pulled <= 16 * 3 + 1  # the batch being judged and two decoding ahead
     rest = [first] + list(results)
@@ -87,7 +87,7 @@ def test_pipeline_reads_ahead_a_bounded_amount(model_path, synth_root, tmp_path)
 def test_single_photo_path_matches_the_batch_path(model_path, synth_root, tmp_path):
     files = _files(synth_root)[:6]
     predictor = Predictor.load(model_path)
-    batch = predictor.predict(files)
+    batch = list(predictor.predict(files))
     single = [predictor.predict_one(f) for f in files]
     assert [(b.label, round(b.score, 6)) for b in batch] == [(s.label, round(s.score, 6)) for s in single]
     (tmp_path / "empty.jpg").write_bytes(b"")

@@ -3,9 +3,16 @@ import json
 import numpy as np
 import pytest
 
-from castinspect.data import load_folder
-from castinspect.predict import Predictor
-from castinspect.robustness import SUITE, run_suite, sample_views, suite_metrics, variation_rng, worst
+from castinspect.data.datasets import load_folder
+from castinspect.evaluation.robustness import (
+    SUITE,
+    run_suite,
+    sample_views,
+    suite_metrics,
+    variation_rng,
+    worst,
+)
+from castinspect.inference.predict import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +93,7 @@ def test_evaluate_robustness_cli(model_path, synth_root, tmp_path):
 
 
 def test_report_lists_each_escaped_photo_once():
-    from castinspect.report import _robustness_section
+    from castinspect.evaluation.report import _robustness_section
 
     row = {"kind": "photometric", "description": "", "accuracy": 0.5, "escapes": 1, "false_rejects": 0}
     results = {"blur": {**row, "escaped": ["a/def.jpg"]}, "noise": {**row, "escaped": ["a/def.jpg"]},
@@ -99,7 +106,7 @@ def test_report_lists_each_escaped_photo_once():
 def test_review_band_counts_what_passes_without_review():
     from types import SimpleNamespace
 
-    from castinspect.report import _robustness_section
+    from castinspect.evaluation.report import _robustness_section
 
     # Defects scored 0.9, 0.15, 0.01 and OK parts 0.05, 0.3, 0.95; threshold 0.5, review band [0.1, 0.5).
     p_defect = np.array([0.9, 0.15, 0.01, 0.05, 0.3, 0.95])

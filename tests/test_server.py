@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from castinspect.inspection_log import InspectionLog
-from castinspect.predict import Predictor
-from castinspect.server import _label, check_binding, create_app
+from castinspect.inference.predict import Predictor
+from castinspect.station.app import check_binding, create_app
+from castinspect.station.log import InspectionLog
+from castinspect.station.upload import upload_label as _label
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "castinspect" / "assets" / "samples"
 DEF = sorted((SAMPLES / "def_front").iterdir())
@@ -234,9 +235,8 @@ def test_a_postgresql_outage_is_a_503_and_the_service_recovers(predictor):
 
 
 def test_an_onnx_model_serves_without_heatmaps(tmp_path, log):
-    from castinspect.export import export_onnx
-    from castinspect.checkpoint import load_checkpoint
-    from castinspect.predict import bundled_model_path
+    from castinspect.inference.export import export_onnx
+    from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
 
     onnx_path = tmp_path / "model.onnx"
     export_onnx(load_checkpoint(bundled_model_path()), onnx_path)

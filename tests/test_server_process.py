@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from castinspect.inspection_log import InspectionLog
+from castinspect.station.log import InspectionLog
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")

@@ -7,13 +7,13 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import make_casting, tiny_config
 from typer.testing import CliRunner
 
-from conftest import make_casting, tiny_config
 from castinspect.cli import app
-from castinspect.data import read_manifest
-from castinspect.split import make_split
-from castinspect.train import train_and_evaluate
+from castinspect.data.datasets import read_manifest
+from castinspect.data.split import make_split
+from castinspect.training.run import train_and_evaluate
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import csv
 import json
 
 import pytest
-
 from conftest import tiny_config
-from castinspect.train import fit, lr_factor, schedule_length
+
+from castinspect.training.train import fit, lr_factor, schedule_length
 
 
 def test_training_learns_the_synthetic_defects(trained_run):
@@ -74,7 +74,7 @@ def test_validation_split_keeps_copies_of_a_part_together(synth_root, tmp_path):
 
     import cv2
 
-    from castinspect.train import split_train_val
+    from castinspect.training.train import split_train_val
 
     root = tmp_path / "d"
     shutil.copytree(synth_root / "train", root / "train")
@@ -102,7 +102,7 @@ def test_a_tiny_validation_split_does_not_pick_the_epoch(synth_root, tmp_path):
 def test_weight_average_follows_the_model():
     import torch
 
-    from castinspect.train import WeightAverage
+    from castinspect.training.train import WeightAverage
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     average = WeightAverage(model, decay=0.9)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from castinspect.inspection_log import InspectionLog
-from castinspect.predict import Predictor
-from castinspect.server import create_app
 from services import ThreadedServer, chromium_driver
+
+from castinspect.inference.predict import Predictor
+from castinspect.station.app import create_app
+from castinspect.station.log import InspectionLog
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "castinspect" / "assets" / "samples"
 

@@ -1,0 +1,96 @@
+"""The ``castinspect`` Typer app, the options several commands share, and how errors end a command.
+
+Each command parses, calls one library function, prints. Parsed arguments never leave the CLI;
+results go to stdout, progress and warnings to stderr. Exit codes: 0 all judged, 1 some photos
+not judged, 2 a usage error (a bad option, a missing folder or model).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from castinspect.core import __version__
+from castinspect.models.registry import BACKBONES, SIZES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Visual inspection of metal castings: train, evaluate, predict, serve.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay greppable
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    pytorch = "pytorch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    openvino_bf16 = "openvino-bf16"
+
+
+class RecordFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+BackboneChoice = Enum("BackboneChoice", {name: name for name in BACKBONES}, type=str)
+SizeChoice = Enum("SizeChoice", {name: name for name in SIZES}, type=str)
+
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint or exported .onnx (default: the bundled model).")]
+CheckpointArg = Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")]
+BackendOpt = Annotated[Backend, typer.Option(help="auto is ONNX Runtime where installed; openvino-bf16 is faster on CPUs with AMX, its probabilities a little further off.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
+ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
+    help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Also the images in every sub-folder of a folder given.")]
+# What a library call raises for a user's mistake (a missing folder, a bad model file, a bad
+# value): one line on stderr and exit 2, never a traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, ImportError, RuntimeError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"castinspect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Visual inspection of metal castings: train, evaluate, predict, serve."""
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException], prefix: str = "") -> Iterator[None]:
+    """Turn the library's errors for a user's mistake into ``fail``."""
+    try:
+        yield
+    except (*USER_ERRORS, *extra) as exc:
+        fail(f"{prefix}{exc}")
+
+
+def say(text: str) -> None:
+    """A line on stderr, printed as is (no markup, no highlighting)."""
+    err.print(text, highlight=False, markup=False)
+
+
+def value(option: Enum | None) -> str | None:
+    return option.value if option is not None else None

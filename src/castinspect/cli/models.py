@@ -1,0 +1,153 @@
+"""Commands that make and describe models: train, export, info, demo."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from castinspect.cli.app import (
+    BackboneChoice,
+    CheckpointArg,
+    SizeChoice,
+    app,
+    err,
+    out,
+    say,
+    user_errors,
+    value,
+)
+from castinspect.cli.render import print_metrics, write_records
+
+
+class BarProgress:
+    """Training progress on stderr: a bar per epoch with loss, accuracy and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
+                            TimeRemainingColumn(), console=err)
+        self.task = None
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=epochs * steps_per_epoch, epoch=1, loss=0.0, acc=0.0)
+
+    def step(self, loss: float, acc: float) -> None:
+        self.bar.update(self.task, advance=1, loss=loss, acc=acc)
+
+    def epoch(self, row: dict) -> None:
+        self.bar.update(self.task, epoch=row["epoch"] + 1)
+        self.bar.console.print(
+            f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({row['seconds']:.1f}s)", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.bar.console.print(text, highlight=False, markup=False)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+@app.command()
+def train(
+    data_root: Annotated[Path, typer.Argument(help="ROOT/train/<class>/ (Kaggle layout), ROOT/<class>/, or a split manifest.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<time>).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config; options below override it.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    size: Annotated[Optional[SizeChoice], typer.Option(help="Size of the compact CNN (implies --backbone castnet).")] = None,
+    backbone: Annotated[Optional[BackboneChoice], typer.Option(help="efficientnet_lite0: ImageNet-pretrained, the default; castnet: the compact CNN from scratch, faster, less robust.")] = None,
+    target_recall: Annotated[Optional[float], typer.Option(help="Choose the threshold on validation for this defect recall.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+) -> None:
+    """Train a model on DATA_ROOT and write a run directory.
+
+    Example: castinspect train ../shared/data/casting_data --out runs/first
+    """
+    from castinspect.training.run import configure, train_and_evaluate
+
+    run_dir = out_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    with user_errors():
+        cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict)
+        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress())
+    info = result.checkpoint.info
+    say(f"trained in {result.seconds:.0f}s, {info['epochs_run']} epochs (best {info['best_epoch']}); "
+        f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs")
+    if result.skipped:
+        say(f"skipped {len(result.skipped)} unreadable image(s)")
+    print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])
+    out.print(f"run directory: {run_dir}", highlight=False, markup=False)
+
+
+@app.command()
+def export(
+    model: CheckpointArg = None,
+    onnx_path: Annotated[Path, typer.Option("--onnx", help="Write the ONNX graph to this file.")] = Path("model.onnx"),
+    int8: Annotated[bool, typer.Option(help="Quantise to INT8, calibrated on training photos.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="Training photos for INT8 calibration: a dataset root, class folders or a manifest (default: the data the model was trained on).")] = None,
+    calibration_images: Annotated[int, typer.Option(help="How many training photos calibrate INT8.")] = 256,
+) -> None:
+    """Export a model to ONNX: decoded uint8 image in, calibrated probabilities out, with classes,
+    threshold and input size in the metadata, so `--model x.onnx` judges like the checkpoint.
+
+    Example: castinspect export --onnx castinspect.onnx
+    """
+    from castinspect.inference.export import calibration_set, export_onnx
+    from castinspect.models.checkpoint import load_checkpoint
+
+    with user_errors():
+        ckpt = load_checkpoint(model)
+        images = None
+        if int8:
+            source = calibration or ckpt.info.get("data", {}).get("root")
+            if not source:
+                raise ValueError("--int8 needs --calibration: the model does not record its training data")
+            images = calibration_set(source, ckpt.config.model.input_size, calibration_images)
+        path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
+    extra = f", INT8 calibrated on {len(images)} training photos" if int8 else ""
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{extra}); model {ckpt.model_id}",
+              highlight=False, markup=False)
+
+
+@app.command()
+def info(model: CheckpointArg = None) -> None:
+    """Show a model's classes, threshold, input size, backbone, cost, training data and metrics.
+
+    Example: castinspect info runs/first/model.ckpt
+    """
+    from castinspect.models.checkpoint import (
+        bundled_model_path,
+        describe,
+        load_checkpoint,
+    )
+
+    with user_errors():
+        summary = describe(load_checkpoint(model), model or bundled_model_path())
+    out.print_json(json.dumps(summary))
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo page (index.html).")] = Path("castinspect-demo")) -> None:
+    """Judge the bundled sample photos with the bundled model and write an annotated page.
+
+    Example: castinspect demo --out demo
+    """
+    from castinspect.lab.demo import run_demo
+
+    results, page = run_demo(out_dir)
+    columns = ["path", "decision", "label", "p_defect", "error"]
+    for _ in write_records(results, "table", lambda i: i.to_public(), columns):
+        pass
+    out.print(f"report: {page}", highlight=False, markup=False)

@@ -1,0 +1,194 @@
+"""How the commands print: records as a table, CSV, a JSON array or JSON lines; metrics and
+results as tables. Nothing here computes a number."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from typing import IO, Callable, Iterable, Iterator, TypeVar
+
+from rich.table import Table
+
+from castinspect.cli.app import out
+
+T = TypeVar("T")
+
+PREDICT_CSV_FIELDS = ["path", "label", "score", "decision", "p_defect", "threshold", "model", "error"]
+
+
+def shown(text: str) -> str:
+    """A file name as printed: control characters escaped, so a name cannot rewrite the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
+def write_records(records: Iterable[T], fmt: str, as_dict: Callable[[T], dict], fields: list[str],
+                  stream: IO[str] | None = None, table_columns: list[str] | None = None) -> Iterator[T]:
+    """Write each record as it comes (CSV rows, JSON array items, JSON lines), so a million of them
+    stream out with bounded memory; a table is drawn once at the end. Yields the records on."""
+    stream = stream or sys.stdout
+    if fmt == "table":
+        table = Table()
+        columns = table_columns or fields
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for r in records:
+            d = as_dict(r)
+            table.add_row(*(_cell(d.get(c)) for c in columns))
+            yield r
+        out.print(table)
+        return
+    writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore") if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    elif fmt == "json":
+        stream.write("[")
+    for n, r in enumerate(records):
+        d = as_dict(r)
+        if writer:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in d.items()})
+        elif fmt == "json":
+            stream.write(("," if n else "") + "\n  " + json.dumps(d))
+        else:
+            stream.write(json.dumps(d) + "\n")
+        stream.flush()
+        yield r
+    if fmt == "json":
+        stream.write("\n]\n")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return shown(str(v))
+
+
+class Tally:
+    """predict's closing line: how many were judged and decided how, how many failed, how fast."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.counts = {"ok": 0, "defective": 0, "review": 0}
+        self.failed = 0
+
+    def add(self, decision: str | None) -> None:
+        if decision is None:
+            self.failed += 1
+        else:
+            self.counts[decision] = self.counts.get(decision, 0) + 1
+
+    def line(self) -> str:
+        judged = sum(self.counts.values())
+        rate = (judged + self.failed) / max(time.perf_counter() - self.start, 1e-9)
+        return (f"{judged} judged, {self.counts['ok']} ok, {self.counts['defective']} defective, "
+                f"{self.counts['review']} review, {self.failed} failed, {rate:.1f} photos/s")
+
+
+def fmt(v, pattern: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else pattern.format(v)
+
+
+METRIC_ROWS = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
+               ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
+               ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
+               ("ROC-AUC", "roc_auc", "{:.5f}"), ("PR-AUC", "pr_auc", "{:.5f}"), ("Brier", "brier", "{:.5f}"),
+               ("ECE", "ece", "{:.5f}"), ("share sent to review", "review_share", "{:.4f}"),
+               ("escapes outside review", "auto_escapes", "{}"),
+               ("false rejects outside review", "auto_false_rejects", "{}")]
+
+
+def print_metrics(metrics: dict, sections: list[str]) -> None:
+    table = Table(title=f"model {metrics['model']}  threshold {metrics['threshold']:.4f}")
+    table.add_column("metric")
+    for s in sections:
+        table.add_column(s, justify="right")
+    for label, key, pattern in METRIC_ROWS:
+        if any(key in metrics[s] for s in sections):
+            table.add_row(label, *[fmt(metrics[s].get(key), pattern) for s in sections])
+    out.print(table)
+
+
+def print_robustness(results: dict, summary: dict, band: bool) -> None:
+    # With a review band, short headers so that eight columns fit 80 characters.
+    table = Table(title="line variations", caption=(
+        "esc.: defects passed; FR: OK parts rejected; auto: decided without review" if band else None))
+    counts = ("esc.", "FR", "review", "auto esc.", "auto FR") if band else ("escapes", "false rejects")
+    for col in ("variation", "kind", "accuracy", *counts):
+        table.add_column(col, justify="left" if col in ("variation", "kind") else "right",
+                         no_wrap=col in ("variation", "kind", "accuracy"))
+    for name, r in results.items():
+        review = (str(r["reviewed"]), str(r["auto_escapes"]), str(r["auto_false_rejects"])) if band else ()
+        table.add_row(name, r["kind"], fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]),
+                      *review)
+    out.print(table)
+    for path, names in summary["photometric_escaped_photos"].items():  # the parts to look at first
+        out.print(f"passed under {', '.join(names)}: {shown(path)}", highlight=False)
+    for path, names in summary.get("photometric_passed_unreviewed", {}).items():
+        out.print(f"passed without review under {', '.join(names)}: {shown(path)}", highlight=False)
+
+
+def print_pairs(title: str, rows: Iterable[tuple[str, object]], value_header: str = "value") -> None:
+    """A two-column table of findings."""
+    table = Table(title=title)
+    table.add_column("finding")
+    table.add_column(value_header, justify="right")
+    for key, v in rows:
+        table.add_row(key, str(v))
+    out.print(table)
+
+
+def print_counts(title: str, counts: dict[str, dict[str, int]]) -> None:
+    """Rows of per-class counts (e.g. a split's train / val / test)."""
+    table = Table(title=title)
+    table.add_column("split")
+    classes = list(next(iter(counts.values())))
+    for c in classes:
+        table.add_column(c, justify="right")
+    for name, row in counts.items():
+        table.add_row(name, *[str(row[c]) for c in classes])
+    out.print(table)
+
+
+def print_bench(result: dict, robustness: bool) -> None:
+    table = Table(title=f"{result['photos']} test photos; decode-only limit {result['decode_images_per_s']:.0f} photos/s")
+    for col in ("model / backend", "photos/s end-to-end", "model-only photos/s", "latency p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "model / backend" else "right")
+    rows = [(f"castinspect {b['backend']}", b) for b in result["backends"]]
+    if "reference" in result:
+        rows.append(("seeds' CNN (pytorch)", result["reference"]))
+    for name, b in rows:
+        table.add_row(name, f"{b['images_per_s']:.0f}", f"{b['model_only_images_per_s']:.0f}",
+                      f"{b['p50_ms']:.2f}", f"{b['p99_ms']:.2f}")
+    out.print(table)
+    if robustness:
+        out.print(robustness_comparison(result))
+    out.print_json(json.dumps(result["ratios"]))
+
+
+def robustness_comparison(result: dict) -> Table:
+    """Accuracy and escapes per variation: ours at its threshold and at 0.5, the reference at 0.5."""
+    columns = {f"ours @{result['threshold']:.3f}": result["robustness"], "ours @0.5": result["robustness_at_0.5"]}
+    if "robustness" in result.get("reference", {}):
+        columns["seeds' CNN @0.5"] = result["reference"]["robustness"]
+    table = Table(title="Line variations: accuracy % (escapes / false rejects)")
+    table.add_column("variation")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for v in result["robustness"]:
+        table.add_row(v, *(f"{r[v]['accuracy'] * 100:.1f} ({r[v]['escapes']}/{r[v]['false_rejects']})"
+                           for r in columns.values()))
+    return table
+
+
+def print_curve(curve: dict) -> None:
+    table = Table(title=f"learning curve: {curve['test_photos']} test photos of unseen parts")
+    for col in ("backbone", "photos", "seeds", "accuracy", "min", "escapes", "false rejects", "train s"):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for r in curve["mean"]:
+        table.add_row(r["backbone"], str(r["photos"]), str(r["seeds"]), f"{r['accuracy']:.4f}",
+                      f"{r['accuracy_min']:.4f}", f"{r['escapes']:.1f}", f"{r['false_rejects']:.1f}",
+                      f"{r['train_seconds']:.0f}")
+    out.print(table)

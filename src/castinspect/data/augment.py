@@ -1,0 +1,101 @@
+"""Training augmentation on batches of tensors (N, 1, H, W), pixels in [0, 1].
+
+Suited to top-view photos of round castings: the part may arrive turned through any angle,
+mirrored, a little off-centre or zoomed, under drifting light. All geometry is one affine warp per
+image (a single ``grid_sample`` for the batch); light is per-image gain, offset, gamma and a gentle
+illumination gradient; optics and sensor are blur and noise; the camera's compression is JPEG at
+a random quality. Ranges are broad and random, not the evaluation suite's fixed settings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from castinspect.core.config import AugmentConfig
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    angle = _uniform(n, -cfg.rotate_deg, cfg.rotate_deg, g) * math.pi / 180
+    if cfg.flips:
+        # Quarter turns exactly, most of the time, so the un-interpolated views are seen too.
+        quarter = torch.randint(0, 4, (n,), generator=g).float() * (math.pi / 2)
+        exact = torch.rand(n, generator=g) < 0.5
+        angle = torch.where(exact, quarter, angle)
+    scale = _uniform(n, 1 - cfg.scale, 1 + cfg.scale, g)
+    mirror = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if cfg.flips else torch.ones(n)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * mirror
+    theta[:, 0, 1] = -sin
+    theta[:, 1, 0] = sin * mirror
+    theta[:, 1, 1] = cos
+    theta[:, :, 2] = _uniform(2 * n, -2 * cfg.shift, 2 * cfg.shift, g).view(n, 2)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_light(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    shape = (n, 1, 1, 1)
+    if cfg.gamma > 0:
+        log_g = math.log(1 + cfg.gamma)
+        gamma = torch.exp(_uniform(n, -log_g, log_g, g)).view(shape)
+        x = x.clamp_min(1e-6) ** gamma
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    contrast = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g).view(shape)
+    gain = _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, g).view(shape)
+    x = ((x - mean) * contrast + mean) * gain
+    # Uneven illumination: a linear ramp across the frame in a random direction.
+    direction = _uniform(n, 0, 2 * math.pi, g)
+    strength = _uniform(n, -cfg.brightness, cfg.brightness, g) * 0.5
+    ys = torch.linspace(-1, 1, h).view(1, h, 1)
+    xs = torch.linspace(-1, 1, w).view(1, 1, w)
+    ramp = xs * torch.cos(direction).view(n, 1, 1) + ys * torch.sin(direction).view(n, 1, 1)
+    return x * (1 + strength.view(n, 1, 1) * ramp).unsqueeze(1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def random_jpeg(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """Re-compress a random share ``prob`` of the batch as JPEG, each at its own quality in [10, 90]."""
+    picked = (torch.rand(x.shape[0], generator=g) < prob).nonzero().flatten().tolist()
+    qualities = torch.randint(10, 91, (len(picked),), generator=g).tolist()
+    for i, quality in zip(picked, qualities):
+        img = (x[i, 0] * 255).round().to(torch.uint8).numpy()
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            x[i, 0] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(x.dtype) / 255
+    return x
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Return an augmented copy of ``x`` (float, [0, 1]); ``g`` makes it reproducible."""
+    x = random_affine(x, cfg, g)
+    x = random_light(x, cfg, g)
+    if cfg.blur_prob > 0:
+        blur = torch.rand(x.shape[0], generator=g) < cfg.blur_prob
+        if blur.any():
+            sigma = float(_uniform(1, 0.4, 1.5, g))
+            x[blur] = gaussian_blur(x[blur], sigma)
+    if cfg.noise_std > 0:
+        std = _uniform(x.shape[0], 0, cfg.noise_std, g).view(-1, 1, 1, 1)
+        x = x + torch.randn(x.shape, generator=g) * std
+    x = x.clamp_(0, 1)
+    return random_jpeg(x, cfg.jpeg_prob, g) if cfg.jpeg_prob > 0 else x

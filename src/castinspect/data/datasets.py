@@ -1,0 +1,146 @@
+"""Labelled photos: folders of classes and split manifests, decoded once into one array.
+
+The layout is Kaggle's: ``ROOT/{train,test}/<class>/<image>``; a folder that directly holds class
+folders works too, and so does a manifest (CSV: path, label, split, group) written by
+``castinspect split``. Images are decoded once (``io.load_for_model``, through the one parallel
+decoder) into one uint8 array, so epochs never touch a JPEG again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from castinspect.core.io import ImageError, is_image_name, load_for_model
+from castinspect.core.parallel import decode_all
+
+
+@dataclass
+class ImageSet:
+    """Image paths with integer labels indexing ``classes``."""
+
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, idx: np.ndarray | list[int]) -> "ImageSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageSet([self.paths[i] for i in idx], self.labels[idx], self.classes)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
+
+
+@dataclass
+class Decoded:
+    """An ImageSet decoded to model input; files that failed are left out and listed in ``errors``."""
+
+    images: np.ndarray  # (N, S, S) uint8
+    labels: np.ndarray
+    classes: list[str]
+    paths: list[str]
+    errors: list[ImageError] = field(default_factory=list)
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sub-folders of ``root`` that hold at least one image, sorted by name."""
+    return sorted(
+        d.name for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".")
+        and any(is_image_name(f) for f in d.iterdir() if f.is_file())
+    )
+
+
+def split_dir(root: str | os.PathLike, split: str) -> Path:
+    """``ROOT/split`` in the Kaggle layout; ``ROOT`` itself when it holds class folders directly."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    candidate = root / split
+    if candidate.is_dir():
+        return candidate
+    if split == "train" and class_folders(root):
+        return root
+    raise FileNotFoundError(f"{root}: no '{split}' folder with class sub-folders")
+
+
+def load_folder(root: str | os.PathLike, classes: list[str] | None = None) -> ImageSet:
+    """List the images under ``root/<class>/``; ``classes`` fixes the label order (a model's)."""
+    root = Path(root)
+    found = class_folders(root)
+    if not found:
+        raise FileNotFoundError(f"{root}: no class folders with images")
+    if classes is None:
+        classes = found
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ValueError(f"{root}: class folders {unknown} are not among the model's {classes}")
+    paths: list[str] = []
+    labels: list[int] = []
+    for i, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        files = sorted(f for f in folder.iterdir() if f.is_file() and is_image_name(f))
+        paths += [str(f) for f in files]
+        labels += [i] * len(files)
+    return ImageSet(paths, np.asarray(labels, dtype=np.int64), list(classes))
+
+
+MANIFEST_FIELDS = ["path", "label", "split", "group"]
+
+
+def is_manifest(source: str | os.PathLike) -> bool:
+    """A split manifest (CSV written by ``castinspect split``) rather than a folder."""
+    return str(source).lower().endswith(".csv") and Path(source).is_file()
+
+
+def read_manifest(path: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:
+    """The rows of one split; labels index ``classes`` (default: every label in the manifest)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = set(MANIFEST_FIELDS[:3]) - set(rows[0] if rows else MANIFEST_FIELDS)
+    if missing or not rows:
+        raise ValueError(f"{path}: not a castinspect manifest (columns path,label,split,group expected)")
+    classes = classes or sorted({r["label"] for r in rows})
+    chosen = [r for r in rows if r["split"] == split]
+    unknown = sorted({r["label"] for r in chosen} - set(classes))
+    if unknown:
+        raise ValueError(f"{path}: labels {unknown} are not among the model's {classes}")
+    base = Path(path).parent  # relative paths are relative to the manifest
+    return ImageSet([str(base / r["path"]) if not os.path.isabs(r["path"]) else r["path"] for r in chosen],
+                    np.array([classes.index(r["label"]) for r in chosen], dtype=np.int64), classes)
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def decode_set(images: ImageSet, size: int, strict: bool = False, workers: int | None = None) -> Decoded:
+    """Decode and resize every image once. Unreadable files are collected (or raised if strict)."""
+    results = decode_all(lambda path: load_for_model(path, size), images.paths, workers)
+    errors = [r for r in results if isinstance(r, ImageError)]
+    if errors and strict:
+        raise errors[0]
+    keep = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
+    stack = np.stack([results[i] for i in keep]) if keep else np.zeros((0, size, size), np.uint8)
+    return Decoded(stack, images.labels[keep], images.classes, [images.paths[i] for i in keep], errors)
+
+
+def load_split(source: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:
+    """One split of a dataset: a manifest's rows of that split, or the folder ``ROOT/split``
+    (``ROOT`` itself for "train" when it holds class folders directly)."""
+    if is_manifest(source):
+        return read_manifest(source, split, classes)
+    return load_folder(split_dir(source, split), classes)

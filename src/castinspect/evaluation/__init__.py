@@ -1,0 +1,1 @@
+"""How good a model is: metrics, evaluation on labelled photos, the line-variation suite, reports."""

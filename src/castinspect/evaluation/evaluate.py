@@ -1,0 +1,133 @@
+"""evaluate(predictor, data) -> metrics and per-photo inspections, and the same under the
+line-variation suite."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from castinspect.core.decision import defect_probability
+from castinspect.core.io import ImageError
+from castinspect.core.records import Inspection
+from castinspect.data.datasets import (
+    ImageSet,
+    decode_set,
+    is_manifest,
+    load_folder,
+    load_split,
+    read_manifest,
+)
+from castinspect.evaluation.metrics import reliability, review_summary, summarize
+from castinspect.inference.predict import Predictor
+
+
+@dataclass
+class Evaluation:
+    name: str
+    metrics: dict
+    labels: np.ndarray
+    probs: np.ndarray
+    inspections: list[Inspection]
+    errors: list[ImageError] = field(default_factory=list)
+
+    def images(self, classes: list[str]) -> ImageSet:
+        """The photos that were judged, with their true labels."""
+        return ImageSet([i.source for i in self.inspections], self.labels, classes)
+
+
+def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels: np.ndarray,
+                    paths: list[str]) -> Evaluation:
+    probs = predictor.probabilities(images)
+    inspections = predictor.inspections(paths, probs)
+    preds = np.array([predictor.classes.index(i.label) for i in inspections], dtype=np.int64)
+    metrics = summarize(labels, probs, preds, predictor.classes, predictor.ok_index,
+                        predictor.threshold)
+    y = (labels != predictor.ok_index).astype(int)
+    p_defect = defect_probability(probs, predictor.ok_index)
+    metrics["reliability"] = reliability(y, p_defect)
+    if predictor.review_band is not None:
+        metrics.update(review_summary(y, p_defect, *predictor.review_band, predictor.threshold))
+    metrics["misclassified"] = [
+        {"path": insp.source, "true": predictor.classes[t], "label": insp.label, "p_defect": insp.p_defect}
+        for insp, t, p in zip(inspections, labels, preds) if t != p]
+    return Evaluation(name, metrics, labels, probs, inspections)
+
+
+def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: bool = False,
+             train_root: str | os.PathLike | None = None, split: str = "test") -> Evaluation:
+    """Judge every image of ``data`` — a folder of class folders, a manifest (its ``split``
+    rows) or an ImageSet — and compare with the labels.
+
+    With ``train_root`` (the training photos, or a dataset root holding ``train/``), the photos
+    whose part also appears there (byte-identical or a near-duplicate, see ``data.parts``) are set
+    aside, and ``metrics["leak_free"]`` holds the metrics of the rest: parts the model never saw.
+    """
+    if isinstance(data, ImageSet):
+        images = data
+    elif is_manifest(data):
+        images = read_manifest(data, split, predictor.classes)
+    else:
+        images = load_folder(data, predictor.classes)
+    decoded = decode_set(images, predictor.input_size, strict=strict)
+    result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths)
+    result.errors = decoded.errors
+    result.metrics["unreadable"] = [str(e) for e in decoded.errors]
+    if train_root is not None:
+        from castinspect.data.parts import copies_in
+
+        copied = copies_in(decoded.paths, load_split(train_root, "train").paths)
+        keep = np.flatnonzero(~copied)
+        subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
+                                 [decoded.paths[i] for i in keep])
+        result.metrics["leak_free"] = {**subset.metrics, "removed_as_copies": int(copied.sum())}
+    return result
+
+
+@dataclass
+class SuiteResult:
+    """Every judged photo under every line variation (``robustness.SUITE``)."""
+
+    results: dict  # variation name -> metrics, kind, description, escaped / falsely rejected photos
+    summary: dict  # ``robustness.worst``: the headline
+    samples: dict[str, np.ndarray] | None  # one photo under each variation, as the model sees it
+
+
+def evaluate_robustness(predictor: Predictor, result: Evaluation, seed: int = 0) -> SuiteResult:
+    """The photos of ``result`` judged again under each line variation, at the same threshold."""
+    from castinspect.evaluation.robustness import run_suite, sample_views, worst
+
+    images = result.images(predictor.classes)
+    results, _ = run_suite(predictor, images, seed=seed)
+    defective = [p for p, y in zip(images.paths, images.labels) if y != predictor.ok_index]
+    sample = (defective or images.paths or [None])[0]  # a defective part when there is one
+    samples = sample_views(sample, predictor.input_size, seed) if sample else None
+    return SuiteResult(results, worst(results), samples)
+
+
+def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
+    Path(path).write_text(json.dumps(finite(metrics), indent=2) + "\n")
+
+
+def finite(obj):
+    """JSON has no NaN: undefined metrics (e.g. AUC with one class present) become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+HEADLINE = ("n", "accuracy", "errors", "escapes", "false_rejects", "defect_recall",
+            "false_reject_rate", "roc_auc", "pr_auc", "brier", "ece")
+
+
+def headline(m: dict) -> dict:
+    """The few numbers a checkpoint carries of each evaluation (``castinspect info``)."""
+    return {k: m[k] for k in HEADLINE if k in m}

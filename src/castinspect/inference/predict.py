@@ -1,0 +1,168 @@
+"""The Predictor: the one path from photos to Inspections, behind every entry point.
+
+    file / bytes -> core.io (decode, preprocess) -> backend (model + calibrated softmax)
+                 -> core.decision -> Inspection
+
+Two ways in: ``predict`` for many photos (a pipeline: decoding runs ahead of the model) and
+``predict_one`` for one photo on the calling thread (the line's one-at-a-time path, with a
+heatmap when asked). ``castinspect predict``, ``evaluate``, ``explain``, the server and the demo
+all go through it, so they cannot drift apart. ``probabilities``, ``inspections`` and
+``heatmaps`` work on decoded arrays, for evaluation and reports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from castinspect.core.decision import decide, defect_probability, predicted_index
+from castinspect.core.io import ImageError, preprocess, read_image
+from castinspect.core.parallel import Decoder
+from castinspect.core.records import Inspection
+from castinspect.inference.backends import make_backend
+from castinspect.models.checkpoint import Checkpoint, load_checkpoint
+
+Source = str | os.PathLike | bytes
+
+
+class Predictor:
+    """Judges photos with one model at one operating threshold, on one backend.
+
+    Built from a checkpoint (any backend; heatmaps need it) or from an exported ``.onnx`` file
+    (ONNX Runtime or OpenVINO): both carry the classes, threshold, temperature and input size.
+    """
+
+    def __init__(self, checkpoint: Checkpoint | None = None, threshold: float | None = None,
+                 review_band: tuple[float, float] | None = None, workers: int | None = None,
+                 backend: str = "auto", onnx_model: bytes | str | None = None) -> None:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+        if review_band is not None and not 0.0 <= review_band[0] <= review_band[1] <= 1.0:
+            raise ValueError(f"review band must be 0 <= LO <= HI <= 1, not {review_band}")
+        if checkpoint is None and onnx_model is None:
+            raise ValueError("a Predictor needs a checkpoint or an ONNX model")
+        if checkpoint is not None:
+            meta = checkpoint.metadata()
+        else:
+            from castinspect.inference.export import read_metadata
+            meta = read_metadata(onnx_model)
+        self.checkpoint = checkpoint
+        self.classes: list[str] = meta["classes"]
+        self.ok_index: int = meta["ok_index"]
+        self.input_size: int = meta["input_size"]
+        self.temperature: float = meta["temperature"]
+        self.model_id: str = meta["model_id"]
+        self.threshold = meta["threshold"] if threshold is None else float(threshold)
+        self.review_band = review_band
+        self.backend = make_backend(backend, checkpoint, onnx_model)
+        self._cam_model = None  # built on the first heatmap request
+        self.workers = workers
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, **kwargs) -> "Predictor":
+        """A predictor for a checkpoint file, an exported ``.onnx`` file, or the bundled model
+        when ``model`` is None."""
+        if model is not None and str(model).lower().endswith(".onnx"):
+            if not Path(model).is_file():
+                raise FileNotFoundError(f"{model}: no such model file")
+            return cls(None, onnx_model=str(model), **kwargs)
+        return cls(load_checkpoint(model), **kwargs)
+
+    # -- photos ------------------------------------------------------------------------------
+
+    def predict(self, sources: Iterable[Source], names: Iterable[str] | None = None,
+                batch_size: int = 64, prefetch: int = 2, keep_photos: bool = False) -> Iterator[Inspection]:
+        """Judge photos in input order, a batch at a time, while the next ``prefetch`` batches
+        decode (``core.parallel``). A bad file yields an Inspection with ``error`` set and the rest
+        go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
+        def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray]:
+            gray = read_image(item[1], item[0])
+            return (gray if keep_photos else None), preprocess(gray, self.input_size)
+
+        with Decoder(self.workers) as decoder:
+            for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
+                good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
+                judged: dict[int, Inspection] = {}
+                if good:
+                    probs = self.probabilities(np.stack([decoded[i][1] for i in good]))
+                    for i, insp in zip(good, self.inspections([batch[i][0] for i in good], probs)):
+                        insp.photo = decoded[i][0]
+                        judged[i] = insp
+                for i, (name, _) in enumerate(batch):
+                    yield judged.get(i) or self.failed(name, decoded[i])
+
+    def predict_one(self, source: Source, name: str | None = None, heatmap: bool = False) -> Inspection:
+        """One photo, decoded and judged on the calling thread, without the pipeline's thread
+        hand-offs. The Inspection carries the decoded ``photo`` and, with ``heatmap``, its
+        Grad-CAM ``heatmap`` at model size (which needs the checkpoint)."""
+        if heatmap:
+            self.require_checkpoint()
+        name = next(_named([source], None if name is None else [name]))[0]
+        try:
+            gray = read_image(source, name)
+        except ImageError as exc:
+            return self.failed(name, exc)
+        x = preprocess(gray, self.input_size)[None]
+        insp = self.inspections([name], self.probabilities(x))[0]
+        insp.photo = gray
+        insp.heatmap = self.heatmaps(x)[0] if heatmap else None
+        return insp
+
+    # -- decoded arrays ----------------------------------------------------------------------
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.backend.probabilities(images)
+
+    def inspections(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
+        """Turn probabilities into Inspections at this predictor's threshold and review band."""
+        p_def = defect_probability(probs, self.ok_index)
+        idx = predicted_index(probs, self.ok_index, self.threshold)
+        binary = len(self.classes) == 2
+        return [Inspection(
+            source=src,
+            label=self.classes[i],
+            score=float(p) if binary else float(row[i]),
+            p_defect=float(p),
+            decision=decide(float(p), self.threshold, self.review_band),
+            threshold=self.threshold,
+            model=self.model_id,
+            scores=None if binary else {c: float(v) for c, v in zip(self.classes, row)},
+        ) for src, row, p, i in zip(sources, probs, p_def, idx)]
+
+    def failed(self, source: str, error: Exception) -> Inspection:
+        """The Inspection of a photo that could not be judged: why, and (for programs) its code."""
+        image_error = isinstance(error, ImageError)
+        return Inspection(source=source, label=None, score=None, p_defect=None, decision=None,
+                          threshold=self.threshold, model=self.model_id,
+                          error=error.reason if image_error else str(error),
+                          error_code=error.code if image_error else "error")
+
+    def require_checkpoint(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("heatmaps need the model's checkpoint (.ckpt): an exported .onnx model "
+                             "has no gradients; pass --model with the checkpoint it was exported from")
+
+    def heatmaps(self, images: np.ndarray) -> np.ndarray:
+        """Grad-CAM heatmaps (N, S, S) in [0, 1] for decoded images: where the model saw defect.
+        They need the checkpoint's gradients, whatever backend judges the photos."""
+        self.require_checkpoint()
+        if self._cam_model is None:
+            self._cam_model = self.checkpoint.build_network()
+        from castinspect.inference.explain import gradcam
+        return gradcam(self._cam_model, images, self.ok_index)
+
+
+def _named(sources: Iterable[Source], names: Iterable[str] | None) -> Iterator[tuple[str, Source]]:
+    """(name, source) pairs: the name a photo is reported under is ``names``' entry, else its
+    path, else "<bytes>"."""
+    if names is None:
+        for s in sources:
+            yield ("<bytes>" if isinstance(s, (bytes, bytearray)) else str(s)), s
+    else:
+        yield from zip(names, sources, strict=True)

@@ -1,0 +1,1 @@
+"""Measurements and showcases: the benchmark, the seeds' reference CNN, the learning curve, the demo."""

@@ -1,0 +1,1 @@
+"""The networks (CastNet, LiteNet), the backbone registry and the checkpoint format."""

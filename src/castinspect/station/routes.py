@@ -1,0 +1,133 @@
+"""The station's routes: each parses its request and calls the Station (``service``).
+
+    POST /v1/inspect            one photo (multipart field ``file``) -> its judgement, logged
+    POST /v1/inspect/batch      several photos (fields ``files``)
+    GET  /v1/inspections        the log, newest first (?limit=&offset=&decision=)
+    GET  /v1/inspections/{id}   one judgement; /image the stored photo, when images are kept
+    GET  /v1/stats              counts and reject rate over recent windows
+    GET  /v1/model              the model being served
+    GET  /healthz               liveness, no token
+    GET  /metrics               Prometheus text format
+    GET  /docs                  the API reference, offline
+    GET  /                      the operator page (static, no external assets)
+
+A bearer token, when set, guards everything but ``/healthz``, ``/docs`` and the page.
+"""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from castinspect.station.apidoc import api_reference
+from castinspect.station.metrics import CONTENT_TYPE
+from castinspect.station.service import Station
+from castinspect.station.upload import MAX_BATCH_FILES, MEDIA_TYPES, upload_label
+
+
+def station(request: Request) -> Station:
+    return request.app.state.station
+
+
+def authorised(request: Request) -> None:
+    expected = request.app.state.expected_authorization
+    if expected is None:
+        return
+    given = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(given, expected):  # constant time: no timing oracle on the token
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+StationDep = Annotated[Station, Depends(station)]
+api = APIRouter(dependencies=[Depends(authorised)])
+public = APIRouter()
+PHOTO_ERRORS = {400: {"description": "empty photo"}, 401: {"description": "missing or wrong bearer token"},
+                413: {"description": "upload too large"}, 415: {"description": "not an image"},
+                422: {"description": "corrupt, truncated, absurd dimensions, or no file field"},
+                503: {"description": "inspection log unavailable: nothing recorded"}}
+
+
+@api.post("/v1/inspect", responses=PHOTO_ERRORS)
+def inspect(s: StationDep,
+            file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
+            heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
+    """Judge one photo; the answer comes after its record is committed."""
+    return s.inspect(file.file.read(), upload_label(file.filename), heatmap)
+
+
+@api.post("/v1/inspect/batch", responses=PHOTO_ERRORS)
+def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(description="Up to 64 photos.")]) -> dict:
+    """Judge several photos in one request. Each unreadable photo gets an ``error`` entry; the
+    rest are judged and committed (in one transaction) before the answer."""
+    if len(files) > MAX_BATCH_FILES:
+        raise HTTPException(413, f"{len(files)} files in one batch; at most {MAX_BATCH_FILES}")
+    return s.inspect_batch([upload_label(f.filename) for f in files], [f.file.read() for f in files])
+
+
+@api.get("/v1/inspections")
+def inspections(s: StationDep,
+                limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 50,
+                offset: Annotated[int, Query(ge=0, description="Rows to skip (newest first).")] = 0,
+                decision: Annotated[Optional[str], Query(pattern="^(ok|defective|review)$",
+                                                         description="Only ok, defective or review.")] = None) -> dict:
+    """The log, newest first; ``total`` counts every row matching the filter."""
+    items, total = s.log.page(limit, offset, decision)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@api.get("/v1/inspections/{inspection_id}")
+def inspection(s: StationDep, inspection_id: str) -> dict:
+    row = s.log.get(inspection_id)
+    if row is None:
+        raise HTTPException(404, f"no inspection {inspection_id}")
+    return row
+
+
+@api.get("/v1/inspections/{inspection_id}/image")
+def inspection_image(s: StationDep, inspection_id: str) -> Response:
+    """The photo as it was uploaded, when the server keeps images (``--store-images``)."""
+    row = s.log.get(inspection_id)
+    stored = s.log.image(row["image_sha256"]) if row and row["image_sha256"] else None
+    if stored is None:
+        raise HTTPException(404, f"no stored image for inspection {inspection_id}")
+    return Response(stored[0], media_type=MEDIA_TYPES.get(stored[1] or "", "application/octet-stream"))
+
+
+@api.get("/v1/stats")
+def stats(s: StationDep) -> dict:
+    """Counts per decision and reject rate (defective / judged) over the last hour, the last
+    24 hours and all time, from the log (every station writing to it), and this server's own."""
+    return s.stats()
+
+
+@api.get("/v1/model")
+def model(s: StationDep) -> dict:
+    return s.model()
+
+
+@api.get("/metrics")
+def prometheus(s: StationDep) -> Response:
+    return Response(s.metrics.text(), media_type=CONTENT_TYPE)
+
+
+@public.get("/healthz")
+def healthz(s: StationDep) -> JSONResponse:
+    """200 when the model is loaded and the log answers; 503 (with the reason) when it does not."""
+    return s.health()
+
+
+@public.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+def docs(request: Request) -> str:
+    return api_reference(request.app.openapi())
+
+
+PAGE = (resources.files("castinspect") / "station" / "web" / "index.html").read_text()
+
+
+@public.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> str:
+    return PAGE

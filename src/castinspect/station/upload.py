@@ -1,0 +1,69 @@
+"""What the station accepts from a client: a bounded request body, a photo's name as a label only,
+and which HTTP status each kind of unreadable photo gets."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Callable
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+MAX_BATCH_FILES = 64
+
+# ImageError.code -> HTTP status: the request was understood but its photo cannot be judged.
+STATUS_FOR_CODE = {"empty": 400, "too_large": 413, "not_image": 415, "unsupported": 415,
+                   "too_many_pixels": 422, "too_small": 422, "corrupt": 422, "missing": 400}
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tiff": "image/tiff",
+               "webp": "image/webp"}
+
+
+class UploadLimit:
+    """ASGI middleware: refuses a body larger than ``limit`` bytes with 413 — at once when the
+    Content-Length says so, else as soon as the streamed body passes it — and reports every
+    response's route and status to ``on_response`` (for /metrics)."""
+
+    def __init__(self, app, limit: int, on_response: Callable[[str, int], None]) -> None:
+        self.app, self.limit, self.on_response = app, limit, on_response
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}
+
+        async def counting_send(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._too_large()(scope, receive, counting_send)
+        else:
+            seen = 0
+
+            async def limited_receive():
+                nonlocal seen
+                message = await receive()
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, f"upload larger than {self.limit} bytes")
+                return message
+
+            try:
+                await self.app(scope, limited_receive, counting_send)
+            except HTTPException as exc:  # raised while the body streamed in, before any response
+                await JSONResponse({"detail": exc.detail}, exc.status_code)(scope, receive, counting_send)
+        route = scope.get("route")
+        self.on_response(getattr(route, "path", "unmatched"), status["code"])
+
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse({"detail": f"upload larger than {self.limit} bytes"}, 413)
+
+
+def upload_label(filename: str | None) -> str:
+    """The upload's name as a label only: its last path component, printable, at most 200 chars."""
+    name = PurePath((filename or "").replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    return name if name not in ("", ".", "..") else "upload"

@@ -1,0 +1,1 @@
+"""Training: the fit (``train``) and a run end to end in its run directory (``run``)."""
