@@ -60,3 +60,17 @@ def test_format_1_checkpoints_keep_fixed_normalisation(trained_run, tmp_path):
     torch.save(payload, tmp_path / "v1.ckpt")
     assert load_checkpoint(tmp_path / "v1.ckpt").config.model.normalize == "fixed"
     assert load_checkpoint(tmp_path / "v2.ckpt").config.model.normalize == ckpt.config.model.normalize
+
+
+def test_format_3_checkpoints_name_mirror_averaging_flip_average(trained_run, tmp_path):
+    ckpt = trained_run[0].checkpoint
+    save_checkpoint(ckpt, tmp_path / "v4.ckpt")
+    payload = torch.load(tmp_path / "v4.ckpt", weights_only=True)
+    payload["format_version"] = 3
+    payload["config"]["model"]["flip_average"] = True  # the name before format 4
+    del payload["config"]["model"]["mirror_average"]
+    torch.save(payload, tmp_path / "v3.ckpt")
+    old = load_checkpoint(tmp_path / "v3.ckpt")
+    assert old.config.model.mirror_average is True and old.metadata()["mirror_average"] is True
+    assert old.build_network().mirror_average is True
+    assert load_checkpoint().config.model.mirror_average is True  # the bundled model is format 3

@@ -110,3 +110,36 @@ def test_review_band_in_predict_and_evaluate(model_path, synth_root, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m.json").read_text())["evaluation"]
     assert m["review_band"] == [0.3, 0.7] and 0 <= m["review_share"] <= 1 and len(m["reliability"]) == 10
+
+
+def test_predict_summary_line_jsonl_and_recursive(model_path, synth_root, tmp_path):
+    r = cli("predict", str(synth_root / "test"), "--model", str(model_path), "--format", "jsonl")
+    assert r.returncode == 2 and "no images found in" in r.stderr and "did you mean --recursive?" in r.stderr
+    (tmp_path / "empty").mkdir()
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    r = cli("predict", str(synth_root / "test"), str(bad), "--recursive", "--model", str(model_path),
+            "--format", "jsonl")
+    assert r.returncode == 1
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == 61 and records[-1]["error"] and records[-1]["error_code"] == "not_image"
+    ok = sum(x["decision"] == "ok" for x in records)
+    defective = sum(x["decision"] == "defective" for x in records)
+    summary = r.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"60 judged, {ok} ok, {defective} defective, 0 review, 1 failed, ") and "photos/s" in summary
+
+
+def test_fixed_choices_are_listed_in_help_and_checked():
+    r = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200"})
+    assert "table|csv|json|jsonl" in r.stdout and "auto|pytorch|onnxruntime|openvino|openvino-bf16" in r.stdout
+    r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "tiny|small|base" in r.stdout and "castnet|efficientnet_lite0" in r.stdout
+    r = cli("predict", "x.jpg", "--format", "xml")
+    assert r.returncode == 2 and "xml" in r.stderr
+
+
+def test_control_characters_in_names_are_printed_escaped(model_path, tmp_path):
+    odd = tmp_path / "bad\x1b[2Jname.jpg"
+    odd.write_bytes(b"not an image")
+    r = cli("predict", str(odd), "--model", str(model_path))
+    assert r.returncode == 1 and "\x1b" not in r.stderr and "\\x1b" in r.stderr

@@ -110,7 +110,7 @@ def test_export_csv(db_url):
         items = [make("ok", 0.25, "x,1.jpeg"), make("defective", 0.75, "y.jpeg")]
         log.record(items)
         buf = io.StringIO()
-        assert log.export_csv(buf) == 2
+        assert log.export(buf, "csv") == 2
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
     assert [r["source"] for r in rows] == ["x,1.jpeg", "y.jpeg"]  # oldest first, commas quoted
     assert float(rows[1]["p_defect"]) == 0.75 and rows[0]["id"] == items[0].id

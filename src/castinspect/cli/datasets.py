@@ -26,6 +26,7 @@ def audit(
 
     Example: castinspect audit ../shared/data/casting_data --json audit.json --report audit.html
     """
+    from castinspect.core.provenance import provenance
     from castinspect.data.audit import audit as run_audit
     from castinspect.data.audit import summarize
     from castinspect.data.parts import DEFAULT_THRESHOLD
@@ -36,7 +37,7 @@ def audit(
     print_pairs(f"audit of {data_root}", ((key, len(summary[key]) if key == "unreadable" else summary[key])
                                           for key in AUDIT_ROWS))
     if json_path:
-        write_metrics(json_path, summary)
+        write_metrics(json_path, {"provenance": provenance(), **summary})
     if report:
         from castinspect.evaluation.audit_report import write_audit_report
         write_audit_report(report, summary)

@@ -52,7 +52,7 @@ def _print_error(insp) -> None:
 
 @app.command()
 def predict(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    paths: Annotated[list[str], typer.Argument(metavar="PHOTO", help="Image files, folders or globs.")],
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
@@ -87,7 +87,7 @@ def predict(
 
 @app.command()
 def explain(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    paths: Annotated[list[str], typer.Argument(metavar="PHOTO", help="Image files, folders or globs.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model); heatmaps need a .ckpt.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for one PNG per photo.")] = Path("explained"),
     threshold: ThresholdOpt = None,
@@ -141,6 +141,7 @@ def evaluate(
 
     Example: castinspect evaluate ../shared/data/casting_data/test --train-root ../shared/data/casting_data
     """
+    from castinspect.core.provenance import provenance
     from castinspect.evaluation.evaluate import evaluate as run_evaluation
     from castinspect.evaluation.evaluate import evaluate_robustness, write_metrics
     from castinspect.evaluation.robustness import has_review_band
@@ -151,8 +152,8 @@ def evaluate(
         result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root, split=split_name.value)
     for e in result.errors:
         say(f"skipped {shown(str(e))}")
-    metrics = {"model": predictor.model_id, "threshold": predictor.threshold, "data": str(data_dir),
-               "evaluation": result.metrics}
+    metrics = {"provenance": provenance(), "model": predictor.model_id, "threshold": predictor.threshold,
+               "data": str(data_dir), "evaluation": result.metrics}
     if "leak_free" in result.metrics:
         metrics["leak_free"] = result.metrics.pop("leak_free")
         say(f"leak-free subset: {metrics['leak_free']['n']} photos; "

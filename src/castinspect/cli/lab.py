@@ -28,6 +28,7 @@ def bench(
 
     Example: castinspect bench ../shared/data/casting_data --json bench.json
     """
+    from castinspect.core.provenance import provenance
     from castinspect.evaluation.evaluate import write_metrics
     from castinspect.inference.backends import installed_backends
     from castinspect.lab.bench import run_bench
@@ -40,7 +41,7 @@ def bench(
                            latency_n=latency_n, robustness=robustness, report=say)
     print_bench(result, robustness)
     if json_path:
-        write_metrics(json_path, result)
+        write_metrics(json_path, {"provenance": provenance(), **result})
 
 
 @app.command("learning-curve")

@@ -3,7 +3,6 @@ results as tables. Nothing here computes a number."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -12,6 +11,7 @@ from typing import IO, Callable, Iterable, Iterator, TypeVar
 from rich.table import Table
 
 from castinspect.cli.app import out
+from castinspect.core import sinks
 
 T = TypeVar("T")
 
@@ -25,37 +25,19 @@ def shown(text: str) -> str:
 
 def write_records(records: Iterable[T], fmt: str, as_dict: Callable[[T], dict], fields: list[str],
                   stream: IO[str] | None = None, table_columns: list[str] | None = None) -> Iterator[T]:
-    """Write each record as it comes (CSV rows, JSON array items, JSON lines), so a million of them
-    stream out with bounded memory; a table is drawn once at the end. Yields the records on."""
-    stream = stream or sys.stdout
-    if fmt == "table":
-        table = Table()
-        columns = table_columns or fields
-        for col in columns:
-            table.add_column(col, overflow="fold")
-        for r in records:
-            d = as_dict(r)
-            table.add_row(*(_cell(d.get(c)) for c in columns))
-            yield r
-        out.print(table)
+    """``core.sinks.write_records``, or a table drawn once at the end. Yields the records on."""
+    if fmt != "table":
+        yield from sinks.write_records(records, fmt, stream or sys.stdout, fields, as_dict)
         return
-    writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore") if fmt == "csv" else None
-    if writer:
-        writer.writeheader()
-    elif fmt == "json":
-        stream.write("[")
-    for n, r in enumerate(records):
+    table = Table()
+    columns = table_columns or fields
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for r in records:
         d = as_dict(r)
-        if writer:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in d.items()})
-        elif fmt == "json":
-            stream.write(("," if n else "") + "\n  " + json.dumps(d))
-        else:
-            stream.write(json.dumps(d) + "\n")
-        stream.flush()
+        table.add_row(*(_cell(d.get(c)) for c in columns))
         yield r
-    if fmt == "json":
-        stream.write("\n]\n")
+    out.print(table)
 
 
 def _cell(v) -> str:

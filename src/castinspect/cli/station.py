@@ -22,22 +22,22 @@ from castinspect.cli.app import (
 )
 from castinspect.cli.render import write_records
 
-DbOpt = Annotated[str, typer.Option(help="Inspection log: a file path, sqlite:///FILE or postgresql://user@host:port/name.")]
+DbOpt = Annotated[str, typer.Option(metavar="URL", help="Inspection log: a file path, sqlite:///FILE or postgresql://user@host:port/name.")]
 
 
 @app.command()
 def serve(
     model: ModelOpt = None,
-    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs a token.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind; anything but loopback needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     db: DbOpt = "castinspect.db",
-    token: Annotated[Optional[str], typer.Option(envvar="CASTINSPECT_TOKEN", help="Bearer token required on the API (better set through CASTINSPECT_TOKEN: a command line is visible to other users).")] = None,
+    token: Annotated[Optional[str], typer.Option(metavar="TOKEN", envvar="CASTINSPECT_TOKEN", help="Bearer token required on the API (better set through CASTINSPECT_TOKEN: a command line is visible to other users).")] = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
     backend: BackendOpt = Backend.auto,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted request body, in MiB.")] = 20.0,
     store_images: Annotated[bool, typer.Option(help="Keep each inspected photo in the log for audit (stored once per content).")] = False,
-    station: Annotated[Optional[str], typer.Option(help="This station's name, written with each record (several stations, one log).")] = None,
+    station: Annotated[Optional[str], typer.Option(metavar="NAME", help="This station's name, written with each record (several stations, one log).")] = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
     before its answer is sent.

@@ -80,7 +80,7 @@ class TrainConfig:
     epochs: int = 30
     # A small dataset gets more epochs, so that every run takes at least this many optimiser
     # steps (warm-up and patience stretch with it): 50 photos are one step per epoch, and 30
-    # steps teach a CNN nothing. With the full casting data (~70 steps per epoch) it changes nothing.
+    # steps teach a CNN nothing. On a dataset of thousands of photos it changes nothing.
     min_steps: int | None = None
     # At most this many steps (0: no cap); epochs and patience shrink with it. Keeps a dearer
     # backbone's training on a large dataset within minutes on a CPU.

@@ -79,8 +79,8 @@ def symmetry_centre(img: np.ndarray) -> tuple[float, float]:
 
     The spectrum is half-whitened (divided by the square root of its magnitude): plain
     correlation has a broad peak, full phase correlation trusts noisy frequencies as much as the
-    part's outline. Measured on the casting photos moved, turned and zoomed: 0.07 px median error
-    (benchmarks/audit_control.py).
+    part's outline. Its error on the casting photos moved, turned and zoomed is measured by
+    benchmarks/audit_control.py (docs: honest evaluation).
     """
     n = img.shape[0]
     x = (img - img.mean()) * _WINDOW

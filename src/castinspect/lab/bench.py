@@ -184,7 +184,7 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     files = test.paths
     size = ckpt.config.model.input_size
     # The same CPU set-up as `castinspect train` for both models' training (glibc's allocator
-    # otherwise slows CPU training ~1.6x): the comparison is of the models, not the allocator.
+    # otherwise slows CPU training: docs, development): the comparison is of the models, not the allocator.
     tune_allocator()
     decoded = decode_set(test, size)
     latency_files = files[:latency_n]

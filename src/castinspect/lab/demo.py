@@ -1,7 +1,7 @@
 """The demo: the bundled model judges the bundled sample photos; one HTML page shows the verdicts.
 
 The sample photos are unchanged images from the casting dataset (CC BY-NC-ND 4.0, credited in the
-README); their folder names are their true classes.
+docs); their folder names are their true classes.
 """
 
 from __future__ import annotations

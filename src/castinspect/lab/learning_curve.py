@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from castinspect.core.config import Config
+from castinspect.core.provenance import provenance
 from castinspect.data.datasets import read_manifest, write_manifest
 from castinspect.data.split import make_split, stratified_group_split
 from castinspect.models.registry import choose
@@ -122,7 +123,7 @@ def learning_curve(data_root: str | os.PathLike, out_dir: str | os.PathLike,
                        f"{point.test['accuracy']:.4f}, {point.test['escapes']} escapes, "
                        f"{point.test['false_rejects']} false rejects ({point.train_seconds:.0f} s)")
                 # Written after every point: a long curve cut short still leaves its results.
-                curve = {"data": str(data_root), "test_photos": len(test), "test_counts": test.counts(),
+                curve = {"provenance": provenance(), "data": str(data_root), "test_photos": len(test), "test_counts": test.counts(),
                          "pool_photos": len(pool), "points": [p.__dict__ for p in points],
                          "mean": summarize_points(points)}
                 (out_dir / "curve.json").write_text(json.dumps(curve, indent=2) + "\n")

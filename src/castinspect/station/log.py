@@ -15,7 +15,6 @@ round trip, and ordered as text.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import queue
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from castinspect.core.records import Inspection
+from castinspect.core.sinks import write_records
 from castinspect.station.database import COLUMNS, Database, Target, migrate, parse_url
 
 DEFAULT_DB = "castinspect.db"
@@ -206,24 +206,10 @@ class InspectionLog:
                 yield _row_dict(r[1:])
             last = rows[-1][0]
 
-    def export_csv(self, out: IO[str]) -> int:
-        """Write every inspection as CSV (oldest first); returns the number of rows."""
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
-        writer.writeheader()
-        n = 0
-        for row in self.iter_rows():
-            row["scores"] = json.dumps(row["scores"]) if row["scores"] is not None else ""
-            writer.writerow(row)
-            n += 1
-        return n
-
-    def export_jsonl(self, out: IO[str]) -> int:
-        """Write every inspection as one JSON object per line (oldest first); returns the count."""
-        n = 0
-        for row in self.iter_rows():
-            out.write(json.dumps(row) + "\n")
-            n += 1
-        return n
+    def export(self, out: IO[str], fmt: str = "csv") -> int:
+        """Write every inspection to ``out`` as CSV, a JSON array or JSON lines (oldest first);
+        returns the number of rows."""
+        return sum(1 for _ in write_records(self.iter_rows(), fmt, out, list(COLUMNS)))
 
     def schema_version(self) -> int:
         return int(self._query("SELECT version FROM schema_version")[0][0])

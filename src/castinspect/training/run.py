@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from castinspect.core.config import Config
+from castinspect.core.provenance import provenance
 from castinspect.data.datasets import Decoded, ImageSet, is_manifest, load_split
 from castinspect.evaluation.evaluate import (
     evaluate,
@@ -49,6 +50,7 @@ def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
     if test is not None:
         results.append(evaluate(predictor, test))
     metrics = {
+        "provenance": provenance(),
         "model": predictor.model_id,
         "threshold": predictor.threshold,
         "parameters": ckpt.info.get("parameters"),

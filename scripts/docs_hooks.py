@@ -1,0 +1,117 @@
+"""MkDocs hooks: the results pages, generated from the JSON files the benchmarks wrote.
+
+Every file in ``benchmarks/results/`` (and the bundled model's own ``model_metrics.json``) becomes
+``results/<name>.md``, a page of tables with the command that measured it, and is published
+beside it as ``results/<name>.json``: a number in the docs always has its command and its raw
+file. Nothing here measures anything; a result not re-measured has no page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BUNDLED = ROOT / "src" / "castinspect" / "assets" / "model_metrics.json"
+# The bundled model's metrics.json predates provenance in run files; its command is the README's.
+BUNDLED_COMMAND = ("castinspect train ../shared/data/casting_data --epochs 10 --target-recall 0.99 "
+                   "(run by benchmarks/bundle_model.py --seeds 0 1; the lower validation loss was bundled)")
+TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
+          "bundled-test-split": "The bundled model on the test split"}
+HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
+            ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
+            ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
+            ("ROC-AUC", "roc_auc", "{:.5f}"), ("PR-AUC", "pr_auc", "{:.5f}"), ("Brier", "brier", "{:.5f}"),
+            ("ECE", "ece", "{:.5f}")]
+
+
+def on_files(files, config):
+    sources = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
+    if BUNDLED.is_file():
+        sources.append(BUNDLED)
+    for path in sources:
+        name = "bundled-model" if path == BUNDLED else path.stem.replace("_", "-")
+        data = json.loads(path.read_text())
+        files.append(File.generated(config, f"results/{name}.md", content=render(name, path, data)))
+        files.append(File.generated(config, f"results/{name}.json", content=path.read_text()))
+    return files
+
+
+def render(name: str, path: Path, data: dict) -> str:
+    prov = data.get("provenance") or {"command": BUNDLED_COMMAND}
+    title = TITLES.get(name, name.replace("-", " ").capitalize())
+    head = [f"# {title}", "", f"Measured by `{prov.get('command', '?')}`", ""]
+    facts = [(k, prov[k]) for k in ("date", "castinspect", "cpu", "cores") if k in prov]
+    if facts:
+        head += ["; ".join(f"{k}: {v}" for k, v in facts), ""]
+    head += [f"Raw file: [`{path.relative_to(ROOT)}`]({name}.json)", ""]
+    if "backends" in data:
+        body = bench(data)
+    elif "evaluation" in data:
+        body = evaluation(data)
+    elif "validation" in data:
+        body = training(data)
+    else:
+        body = ["```json", json.dumps(data, indent=1)[:4000], "```"]
+    return "\n".join(head + body) + "\n"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def fmt(v, pattern: str) -> str:
+    return "n/a" if v is None else pattern.format(v)
+
+
+def metrics_table(sections: dict[str, dict]) -> list[str]:
+    rows = [[label, *(fmt(m.get(key), p) for m in sections.values())] for label, key, p in HEADLINE
+            if any(key in m for m in sections.values())]
+    return table(["", *sections], rows)
+
+
+def evaluation(data: dict) -> list[str]:
+    out = [f"Model `{data['model']}` at threshold {data['threshold']:.4f} on `{data['data']}`.", ""]
+    sections = {"all photos": data["evaluation"]}
+    if "leak_free" in data:
+        sections["leak-free subset"] = data["leak_free"]
+        out += [f"The leak-free subset sets aside the {data['leak_free']['removed_as_copies']} photos that are "
+                "copies or near-copies of training photos (`--train-root`).", ""]
+    out += metrics_table(sections)
+    if "robustness" in data:
+        out += ["## Line variations", ""]
+        out += table(["variation", "kind", "what", "accuracy", "escapes", "false rejects"],
+                     [[k, r["kind"], r["description"], f"{r['accuracy']:.4f}", r["escapes"], r["false_rejects"]]
+                      for k, r in data["robustness"].items()])
+        escaped = data.get("robustness_summary", {}).get("photometric_escaped_photos", {})
+        for photo, names in escaped.items():
+            out.append(f"- passed under {', '.join(names)}: `{Path(photo).name}`")
+        out.append("")
+    return out
+
+
+def bench(data: dict) -> list[str]:
+    out = [f"{data['photos']} test photos at {data['input_size']} px, model `{data['model']}`. "
+           f"Decode-only limit in this run: **{data['decode_images_per_s']:.0f} photos/s**.", ""]
+    out += table(["backend", "end-to-end photos/s", "share of the decode limit", "model-only photos/s",
+                  "one photo p50 / p99 ms"],
+                 [[b["backend"], f"{b['images_per_s']:.0f}", f"{b['images_per_s'] / data['decode_images_per_s']:.1%}",
+                   f"{b['model_only_images_per_s']:.0f}", f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}"]
+                  for b in data["backends"]])
+    out += [f"Training throughput: {data['train_images_per_s']:.0f} photos/s through a full training step.", ""]
+    out += ["Ratios (the result; absolute times on a shared machine move between runs):", ""]
+    out += table(["ratio", "value"], [[k, f"{v:.3f}" if isinstance(v, float) else v] for k, v in data["ratios"].items()])
+    return out
+
+
+def training(data: dict) -> list[str]:
+    sections = {k: data[k] for k in ("validation", "test") if k in data}
+    out = [f"Model `{data['model']}`, threshold {data['threshold']:.4f}; {data.get('parameters') or 0:,} parameters, "
+           f"{(data.get('flops') or 0) / 1e6:.1f} M multiply-accumulates per photo; "
+           f"{data.get('epochs_run')} epochs in {(data.get('train_seconds') or 0):.0f} s.", ""]
+    return out + metrics_table(sections)
