@@ -9,8 +9,9 @@ reports a judgement the log could lose. Writes go through one writer thread that
 has queued up in one transaction (group commit): under load many requests share one fsync, and
 each still waits for its own commit.
 
-The schema is versioned (``database.MIGRATIONS``). Timestamps are UTC ISO-8601 text of one fixed width ("2026-11-22T07:38:53.123+00:00"): the same in both databases, exact on the
-round trip, and ordered as text.
+The schema is versioned (``database.MIGRATIONS``). Timestamps are UTC ISO-8601 text of one fixed
+width ("2026-11-22T07:38:53.123+00:00"): the same in both databases, exact on the round trip, and
+ordered as text.
 """
 
 from __future__ import annotations
