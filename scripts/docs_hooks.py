@@ -20,6 +20,7 @@ BUNDLED = ROOT / "src" / "castinspect" / "assets" / "model_metrics.json"
 BUNDLED_COMMAND = ("castinspect train ../shared/data/casting_data --epochs 10 --target-recall 0.99 "
                    "(run by benchmarks/bundle_model.py --seeds 0 1; the lower validation loss was bundled)")
 TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
+          "locate-castnet": "Part localisation on and off (compact CNN)",
           "bundled-test-split": "The bundled model on the test split"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
@@ -54,6 +55,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = evaluation(data)
     elif "validation" in data:
         body = training(data)
+    elif "runs" in data:
+        body = comparison(data)
     else:
         body = ["```json", json.dumps(data, indent=1)[:4000], "```"]
     return "\n".join(head + body) + "\n"
@@ -88,7 +91,11 @@ def evaluation(data: dict) -> list[str]:
         out += table(["variation", "kind", "what", "accuracy", "escapes", "false rejects"],
                      [[k, r["kind"], r["description"], f"{r['accuracy']:.4f}", r["escapes"], r["false_rejects"]]
                       for k, r in data["robustness"].items()])
-        escaped = data.get("robustness_summary", {}).get("photometric_escaped_photos", {})
+        summary = data.get("robustness_summary", {})
+        if summary.get("lowest_accuracy_camera") is not None:
+            out += [f"Under the moved-camera conditions (kind `camera`): lowest accuracy "
+                    f"{summary['lowest_accuracy_camera']:.4f}, {summary['camera_escapes']} escapes in all.", ""]
+        escaped = summary.get("photometric_escaped_photos", {})
         for photo, names in escaped.items():
             out.append(f"- passed under {', '.join(names)}: `{Path(photo).name}`")
         out.append("")
@@ -115,3 +122,24 @@ def training(data: dict) -> list[str]:
            f"{(data.get('flops') or 0) / 1e6:.1f} M multiply-accumulates per photo; "
            f"{data.get('epochs_run')} epochs in {(data.get('train_seconds') or 0):.0f} s.", ""]
     return out + metrics_table(sections)
+
+
+def comparison(data: dict) -> list[str]:
+    """The same recipe trained with each setting, judged on its grouped validation split."""
+    runs = data["runs"]
+    names = list(runs)
+    out = [f"Backbone `{data['backbone']}` on `{data['data']}`, one run per setting, the same seed and "
+           "validation split (photos of parts the runs never saw); each at its own threshold.", ""]
+    out += metrics_table({f"locate {k}": r["validation"] for k, r in runs.items()})
+    out += table(["", *names], [["training seconds", *(f"{runs[k]['train_seconds']:.0f}" for k in names)],
+                                ["lowest accuracy under the suite", *(f"{runs[k]['summary']['lowest_accuracy']:.4f}" for k in names)],
+                                ["lowest under the camera conditions", *(f"{runs[k]['summary']['lowest_accuracy_camera']:.4f}" for k in names)],
+                                ["photometric escapes", *(runs[k]["summary"]["photometric_escapes"] for k in names)],
+                                ["camera escapes", *(runs[k]["summary"]["camera_escapes"] for k in names)]])
+    first = runs[names[0]]["robustness"]
+    out += ["## Accuracy (escapes / false rejects) per variation", ""]
+    out += table(["variation", "kind", *names],
+                 [[v, first[v]["kind"], *(f"{runs[k]['robustness'][v]['accuracy']:.4f} "
+                                          f"({runs[k]['robustness'][v]['escapes']} / {runs[k]['robustness'][v]['false_rejects']})"
+                                          for k in names)] for v in first])
+    return out

@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -25,9 +26,25 @@ def test_every_variation_keeps_shape_and_type_and_is_seeded(photo):
     for k, v in enumerate(SUITE):
         a = v.apply(photo, variation_rng(0, k, 3))
         b = v.apply(photo, variation_rng(0, k, 3))
-        assert a.shape == photo.shape and a.dtype == np.uint8, v.name
+        changes_size = v.name.startswith("resolution")  # another camera's resolution, on purpose
+        assert (a.shape == photo.shape) != changes_size and a.dtype == np.uint8, v.name
         assert np.array_equal(a, b), v.name  # same seed, same photo, same result
         assert np.array_equal(a, photo) == (v.kind == "none"), v.name  # every other one changes it
+
+
+def test_camera_variations_do_what_they_say(photo):
+    from castinspect.data.locate import part_mask
+
+    by_name = {v.name: v for v in SUITE}
+    rng = np.random.default_rng(0)
+    mask = cv2.resize(part_mask(photo)[0], photo.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    outer = ~cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    lighter = by_name["background_lighter"].apply(photo, rng).astype(float)
+    assert lighter[outer].mean() > photo[outer].mean() + 30 and abs(lighter[inner].mean() - photo[inner].mean()) < 3
+    assert by_name["resolution_0.5"].apply(photo, rng).shape == (photo.shape[0] // 2, photo.shape[1] // 2)
+    assert by_name["exposure_+1EV"].apply(photo, rng).mean() > 1.5 * photo.mean()
+    assert {v.kind for v in SUITE} == {"none", "photometric", "geometric", "camera"}
 
 
 def test_variations_do_what_they_say(photo):

@@ -112,3 +112,17 @@ def test_weight_average_follows_the_model():
         average.update(model)
     assert torch.allclose(average.model[0].weight, model[0].weight, atol=1e-6)
     assert average.model[1].num_batches_tracked == model[1].num_batches_tracked
+
+
+def test_device_setting_is_resolved_and_checked():
+    import torch
+
+    from castinspect.core.runtime import training_device
+
+    assert training_device("cpu").type == "cpu"
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        training_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            training_device("cuda")

@@ -54,7 +54,7 @@ def load_model(model: str | None = None, **options: Any) -> "Predictor":
 def train(data: str, run_dir: str, config: "str | Config | None" = None, **choices: Any) -> "tuple[TrainResult, dict]":
     """Train on ``data`` into ``run_dir`` and evaluate (validation, and the test split when there
     is one); returns (the run, its metrics). ``config``: a YAML file or a Config; ``choices``:
-    backbone, size, epochs, seed, target_recall, strict, as on the command line."""
+    backbone, size, epochs, seed, target_recall, strict, device, as on the command line."""
     from castinspect.training.run import configure, train_and_evaluate
     return train_and_evaluate(configure(config, **choices), data, run_dir)
 

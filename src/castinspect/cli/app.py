@@ -40,6 +40,12 @@ class RecordFormat(str, Enum):
     jsonl = "jsonl"
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Split(str, Enum):
     train = "train"
     val = "val"

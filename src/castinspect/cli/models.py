@@ -19,6 +19,7 @@ from rich.progress import (
 from castinspect.cli.app import (
     BackboneChoice,
     CheckpointArg,
+    Device,
     SizeChoice,
     app,
     err,
@@ -71,6 +72,7 @@ def train(
     target_recall: Annotated[Optional[float], typer.Option(help="Choose the threshold on validation for this defect recall.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+    device: Annotated[Optional[Device], typer.Option(help="Where to train: auto is a CUDA GPU when PyTorch sees one, else the CPU.")] = None,
 ) -> None:
     """Train a model on DATA_ROOT and write a run directory.
 
@@ -80,7 +82,8 @@ def train(
 
     run_dir = out_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     with user_errors():
-        cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict)
+        cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict,
+                        value(device))
         result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress())
     info = result.checkpoint.info
     say(f"trained in {result.seconds:.0f}s, {info['epochs_run']} epochs (best {info['best_epoch']}); "
@@ -114,7 +117,8 @@ def export(
             source = calibration or ckpt.info.get("data", {}).get("root")
             if not source:
                 raise ValueError("--int8 needs --calibration: the model does not record its training data")
-            images = calibration_set(source, ckpt.config.model.input_size, calibration_images)
+            images = calibration_set(source, ckpt.config.model.input_size, calibration_images,
+                                     locate=ckpt.metadata()["locate"])
         path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
     extra = f", INT8 calibrated on {len(images)} training photos" if int8 else ""
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{extra}); model {ckpt.model_id}",

@@ -26,6 +26,11 @@ class DataConfig:
     # side of the validation split, so validation measures parts the model has not seen.
     grouped_split: bool = True
     strict: bool = False  # unreadable files are fatal instead of skipped
+    # Crop each photo to a square around its part before the resize (``data.locate``), so that
+    # framing, zoom and off-centre differences between cameras vanish: "on", "off", or "auto"
+    # (on when a part stands on a background in nearly every training photo). Off by default
+    # until a recipe with it is chosen on validation.
+    locate: str = "off"
 
 
 @dataclass
@@ -102,6 +107,7 @@ class TrainConfig:
     deterministic: bool = False
     bf16: str = "auto"  # "auto" (on where the CPU has AMX), "on", "off"
     threads: int = 0  # 0: leave torch's default (all physical cores)
+    device: str = "auto"  # "auto" (CUDA where PyTorch sees a GPU, else the CPU), "cpu", "cuda"
     target_recall: float | None = None  # choose the threshold on validation for this defect recall
     calibrate: bool = True  # temperature scaling on validation
 

@@ -69,6 +69,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def training_device(setting: str) -> torch.device:
+    """Resolve a config's ``device`` setting ("auto", "cpu", "cuda")."""
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {setting!r}")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: PyTorch sees no CUDA device here")
+    return torch.device("cuda" if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 def set_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)

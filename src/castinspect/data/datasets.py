@@ -2,7 +2,7 @@
 
 The layout is Kaggle's: ``ROOT/{train,test}/<class>/<image>``; a folder that directly holds class
 folders works too, and so does a manifest (CSV: path, label, split, group) written by
-``castinspect split``. Images are decoded once (``io.load_for_model``, through the one parallel
+``castinspect split``. Images are decoded once (``locate.prepare``, through the one parallel
 decoder) into one uint8 array, so epochs never touch a JPEG again.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from castinspect.core.io import ImageError, is_image_name, load_for_model
+from castinspect.core.io import ImageError, is_image_name, read_image
 from castinspect.core.parallel import decode_all
+from castinspect.data.locate import prepare
 
 
 @dataclass
@@ -127,9 +128,11 @@ def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def decode_set(images: ImageSet, size: int, strict: bool = False, workers: int | None = None) -> Decoded:
-    """Decode and resize every image once. Unreadable files are collected (or raised if strict)."""
-    results = decode_all(lambda path: load_for_model(path, size), images.paths, workers)
+def decode_set(images: ImageSet, size: int, strict: bool = False, workers: int | None = None,
+               locate: bool = False) -> Decoded:
+    """Decode every image once, as a model of input ``size`` sees it (cropped to its part with
+    ``locate``). Unreadable files are collected (or raised if strict)."""
+    results = decode_all(lambda path: prepare(read_image(path), size, locate), images.paths, workers)
     errors = [r for r in results if isinstance(r, ImageError)]
     if errors and strict:
         raise errors[0]

@@ -73,7 +73,7 @@ def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: b
         images = read_manifest(data, split, predictor.classes)
     else:
         images = load_folder(data, predictor.classes)
-    decoded = decode_set(images, predictor.input_size, strict=strict)
+    decoded = decode_set(images, predictor.input_size, strict=strict, locate=predictor.locate)
     result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths)
     result.errors = decoded.errors
     result.metrics["unreadable"] = [str(e) for e in decoded.errors]
@@ -105,7 +105,7 @@ def evaluate_robustness(predictor: Predictor, result: Evaluation, seed: int = 0)
     results, _ = run_suite(predictor, images, seed=seed)
     defective = [p for p, y in zip(images.paths, images.labels) if y != predictor.ok_index]
     sample = (defective or images.paths or [None])[0]  # a defective part when there is one
-    samples = sample_views(sample, predictor.input_size, seed) if sample else None
+    samples = sample_views(sample, predictor.input_size, seed, locate=predictor.locate) if sample else None
     return SuiteResult(results, worst(results), samples)
 
 

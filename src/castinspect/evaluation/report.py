@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from castinspect.core.decision import defect_probability
-from castinspect.core.io import ImageError, load_for_model
+from castinspect.core.io import ImageError, read_image
 from castinspect.evaluation.evaluate import Evaluation
 from castinspect.evaluation.html import write_page
 from castinspect.evaluation.plots import (
@@ -63,7 +63,7 @@ def _gallery(ev: Evaluation, picks: list[int], predictor: Predictor) -> str:
     cards, shown, photos = [], [], []
     for i in picks:
         try:
-            photos.append(load_for_model(ev.inspections[i].source, predictor.input_size))
+            photos.append(predictor.prepare(read_image(ev.inspections[i].source)))
             shown.append(i)
         except ImageError:
             continue

@@ -3,8 +3,10 @@
 Each variation is a fixed, seeded change to the *photo* (full resolution, before the resize to the
 model's input), the way the camera would deliver it: light drift, lost contrast, gamma, uneven
 illumination, a soft lens, sensor noise, heavy JPEG compression, and parts arriving turned,
-off-centre or at another distance. Training augmentation draws from broad random ranges (see
-``augment.py``); this suite uses its own fixed settings, so the two are not the same test.
+off-centre or at another distance. The "camera" kind is a camera that was moved or changed: the
+part much smaller or larger in the frame or far off-centre, the camera tilted, exposure a stop
+off, another background, another resolution. Training augmentation draws from broad random
+ranges (``data.augment``); this suite uses its own fixed settings, so the two are not the same test.
 
 Random parts of a variation (rotation angle, shift direction, noise) are seeded per photo from
 (seed, variation, photo index), so a result does not depend on batch or chunk sizes.
@@ -24,9 +26,10 @@ from castinspect.core.decision import (
     in_review_band,
     predicted_index,
 )
-from castinspect.core.io import ImageError, preprocess, read_image
+from castinspect.core.io import ImageError, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.data.datasets import ImageSet
+from castinspect.data.locate import part_mask, prepare
 from castinspect.evaluation.metrics import review_summary, summarize
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -35,7 +38,7 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 @dataclass(frozen=True)
 class Variation:
     name: str
-    kind: str  # "none", "photometric" (light, optics, sensor, compression) or "geometric"
+    kind: str  # "none", "photometric" (light, optics, sensor, compression), "geometric" or "camera"
     description: str
     apply: Transform
 
@@ -102,6 +105,41 @@ def affine(angle: float | None = None, shift: float = 0.0, scale: float = 1.0) -
     return f
 
 
+def tilt(inset: float) -> Transform:
+    """The camera tilted: the frame's far (top) edge ``inset`` of the width narrower on each side."""
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = img.shape
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = np.float32([[inset * w, 0], [w - inset * w, 0], [w, h], [0, h]])
+        return cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+    return f
+
+
+def background(delta: float) -> Transform:
+    """The background ``delta`` grey levels lighter (or darker), the part as it was. Where no part
+    stands on a background, the whole frame changes."""
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        found = part_mask(img)
+        h, w = img.shape
+        if found is None:
+            part = np.zeros((h, w), np.float32)
+        else:
+            part = cv2.resize(found[0].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            part = cv2.GaussianBlur(part, (0, 0), 0.01 * w)  # a soft edge, as a lens draws it
+        return _to_u8(img.astype(np.float32) + delta * (1 - part))
+    return f
+
+
+def resolution(factor: float) -> Transform:
+    """The photo delivered at ``factor`` times its resolution (another camera or sensor mode)."""
+    def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = img.shape
+        size = (max(8, round(w * factor)), max(8, round(h * factor)))
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    return f
+
+
 SUITE: tuple[Variation, ...] = (
     Variation("original", "none", "the photo as it is", lambda img, rng: img),
     Variation("darker", "photometric", "30% less light", gain(0.7)),
@@ -117,7 +155,18 @@ SUITE: tuple[Variation, ...] = (
     Variation("shift", "geometric", "off-centre by 8% of the width", affine(angle=0.0, shift=0.08)),
     Variation("scale_0.9", "geometric", "10% smaller in the frame", affine(angle=0.0, scale=0.9)),
     Variation("scale_1.1", "geometric", "10% larger in the frame", affine(angle=0.0, scale=1.1)),
+    Variation("zoom_0.7", "camera", "30% smaller in the frame", affine(angle=0.0, scale=0.7)),
+    Variation("zoom_1.3", "camera", "30% larger in the frame", affine(angle=0.0, scale=1.3)),
+    Variation("off_centre", "camera", "off-centre by 15% of the width", affine(angle=0.0, shift=0.15)),
+    Variation("tilt", "camera", "camera tilted: the far edge 8% narrower", tilt(0.04)),
+    Variation("exposure_+1EV", "camera", "one stop over-exposed (twice the light, clipped)", gain(2.0)),
+    Variation("exposure_-1EV", "camera", "one stop under-exposed (half the light)", gain(0.5)),
+    Variation("background_lighter", "camera", "the background 40 grey levels lighter", background(40.0)),
+    Variation("background_darker", "camera", "the background 40 grey levels darker", background(-40.0)),
+    Variation("resolution_0.5", "camera", "delivered at half the resolution", resolution(0.5)),
+    Variation("resolution_2", "camera", "delivered at twice the resolution", resolution(2.0)),
 )
+KINDS = ("none", "photometric", "geometric", "camera")
 
 
 def variation_rng(seed: int, variation: int, photo: int) -> np.random.Generator:
@@ -143,14 +192,14 @@ def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple
     """({variation name: (N, C) probabilities}, labels (N,), unreadable files): the expensive part,
     which ``suite_metrics`` turns into metrics at any threshold. Memory holds one chunk of
     full-resolution photos at a time."""
-    size = predictor.input_size
+    size, locate = predictor.input_size, getattr(predictor, "locate", False)
     probs: dict[str, list[np.ndarray]] = {v.name: [] for v in suite}
     labels: list[int] = []
     errors: list[ImageError] = []
 
     def varied(args: tuple[int, Variation, np.ndarray, int]) -> np.ndarray:
         k, v, img, idx = args
-        return preprocess(v.apply(img, variation_rng(seed, k, idx)), size)
+        return prepare(v.apply(img, variation_rng(seed, k, idx)), size, locate)
 
     with Decoder(workers) as decoder:
         for start in range(0, len(images), chunk):
@@ -198,10 +247,11 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
     return results
 
 
-def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ...] = SUITE) -> dict[str, np.ndarray]:
+def sample_views(path: str, size: int, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
+                 locate: bool = False) -> dict[str, np.ndarray]:
     """One photo under every variation (as the model sees it), for the report."""
     img = read_image(path)
-    return {v.name: preprocess(v.apply(img, variation_rng(seed, k, 0)), size) for k, v in enumerate(suite)}
+    return {v.name: prepare(v.apply(img, variation_rng(seed, k, 0)), size, locate) for k, v in enumerate(suite)}
 
 
 def escaped_photos(results: dict, kind: str | None = None, key: str = "escaped") -> dict[str, list[str]]:
@@ -225,9 +275,12 @@ def worst(results: dict) -> dict:
     """The headline: lowest accuracy, and escapes under the photometric variations."""
     name = min(results, key=lambda k: results[k]["accuracy"])
     photometric = [r for r in results.values() if r["kind"] == "photometric"]
+    camera = [r for r in results.values() if r["kind"] == "camera"]
     summary = {"lowest_accuracy": results[name]["accuracy"], "lowest_accuracy_under": name,
                "photometric_escapes": sum(r["escapes"] for r in photometric),
-               "photometric_escaped_photos": escaped_photos(results, "photometric")}
+               "photometric_escaped_photos": escaped_photos(results, "photometric"),
+               "camera_escapes": sum(r["escapes"] for r in camera),
+               "lowest_accuracy_camera": min((r["accuracy"] for r in camera), default=None)}
     if has_review_band(results):
         summary["photometric_escapes_unreviewed"] = sum(r["auto_escapes"] for r in photometric)
         summary["photometric_passed_unreviewed"] = escaped_photos(results, "photometric", "passed_unreviewed")

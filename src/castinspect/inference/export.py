@@ -103,7 +103,8 @@ def export_onnx(ckpt: Checkpoint, out: str | os.PathLike, int8: bool = False,
     return out
 
 
-def calibration_set(source: str | os.PathLike, size: int, count: int = 256, seed: int = 0) -> np.ndarray:
+def calibration_set(source: str | os.PathLike, size: int, count: int = 256, seed: int = 0,
+                    locate: bool = False) -> np.ndarray:
     """Up to ``count`` decoded training photos, drawn at random (seeded): the ``train`` rows of a
     manifest, or the ``train`` folder of a dataset root (class folders directly also work).
     Never the test split: INT8 ranges chosen on test photos would be a choice made on test."""
@@ -113,7 +114,7 @@ def calibration_set(source: str | os.PathLike, size: int, count: int = 256, seed
     if not len(images):
         raise ValueError(f"{source}: no training photos to calibrate on")
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
-    return decode_set(images.subset(pick), size).images
+    return decode_set(images.subset(pick), size, locate=locate).images
 
 
 def quantize_int8(fp32: bytes, out: Path, calibration: np.ndarray, batch: int = 32) -> None:

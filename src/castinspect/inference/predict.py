@@ -19,9 +19,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from castinspect.core.decision import decide, defect_probability, predicted_index
-from castinspect.core.io import ImageError, preprocess, read_image
+from castinspect.core.io import ImageError, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
+from castinspect.data.locate import prepare
 from castinspect.inference.backends import make_backend
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
@@ -55,6 +56,7 @@ class Predictor:
         self.input_size: int = meta["input_size"]
         self.temperature: float = meta["temperature"]
         self.model_id: str = meta["model_id"]
+        self.locate: bool = bool(meta.get("locate", False))  # crop to the part (older models: never)
         self.threshold = meta["threshold"] if threshold is None else float(threshold)
         self.review_band = review_band
         self.backend = make_backend(backend, checkpoint, onnx_model)
@@ -80,7 +82,7 @@ class Predictor:
         go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
         def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray]:
             gray = read_image(item[1], item[0])
-            return (gray if keep_photos else None), preprocess(gray, self.input_size)
+            return (gray if keep_photos else None), self.prepare(gray)
 
         with Decoder(self.workers) as decoder:
             for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
@@ -105,13 +107,18 @@ class Predictor:
             gray = read_image(source, name)
         except ImageError as exc:
             return self.failed(name, exc)
-        x = preprocess(gray, self.input_size)[None]
+        x = self.prepare(gray)[None]
         insp = self.inspections([name], self.probabilities(x))[0]
         insp.photo = gray
         insp.heatmap = self.heatmaps(x)[0] if heatmap else None
         return insp
 
     # -- decoded arrays ----------------------------------------------------------------------
+
+    def prepare(self, gray: np.ndarray) -> np.ndarray:
+        """A decoded photo as this model sees it: cropped to its part where the model locates
+        parts, resized to its input."""
+        return prepare(gray, self.input_size, self.locate)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""

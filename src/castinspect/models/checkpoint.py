@@ -60,7 +60,7 @@ class Checkpoint:
         return {"classes": list(self.classes), "ok_index": int(self.ok_index), "threshold": float(self.threshold),
                 "temperature": float(self.temperature), "input_size": int(self.config.model.input_size),
                 "model_id": self.model_id, "backbone": self.config.model.backbone,
-                "mirror_average": mirror_average(self.config.model)}
+                "mirror_average": mirror_average(self.config.model), "locate": self.config.data.locate == "on"}
 
 
 def describe(ckpt: Checkpoint, path: str | os.PathLike) -> dict[str, Any]:

@@ -114,8 +114,9 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Class logits (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
     images = torch.as_tensor(images)
-    out = [model(to_input(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    out = [model(to_input(images[i:i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
 

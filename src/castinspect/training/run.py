@@ -70,7 +70,7 @@ def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
 def configure(config: str | os.PathLike | Config | None = None, run_dir: str | os.PathLike | None = None,
               resume: bool = False, backbone: str | None = None, size: str | None = None,
               epochs: int | None = None, seed: int | None = None, target_recall: float | None = None,
-              strict: bool = False) -> Config:
+              strict: bool = False, device: str | None = None) -> Config:
     """The config a run trains with: ``config`` (a YAML file or a Config; default: the defaults),
     or on ``resume`` the run's own saved config, then the choices given here on top of it."""
     from castinspect.models.registry import choose
@@ -91,4 +91,6 @@ def configure(config: str | os.PathLike | Config | None = None, run_dir: str | o
     if target_recall is not None:
         cfg.train.target_recall = target_recall
     cfg.data.strict = cfg.data.strict or strict
+    if device is not None:
+        cfg.train.device = device
     return cfg

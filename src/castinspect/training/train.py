@@ -25,14 +25,20 @@ import torch.nn.functional as F
 
 from castinspect.core.config import Config
 from castinspect.core.decision import defect_probability, resolve_ok_index
-from castinspect.core.io import ImageError
-from castinspect.core.runtime import seed_everything, set_threads, tune_allocator
+from castinspect.core.io import ImageError, read_image
+from castinspect.core.runtime import (
+    seed_everything,
+    set_threads,
+    training_device,
+    tune_allocator,
+)
 from castinspect.data.augment import augment_batch
 from castinspect.data.datasets import (
     Decoded,
     decode_set,
     is_manifest,
     load_folder,
+    load_split,
     read_manifest,
     split_dir,
     write_manifest,
@@ -93,19 +99,41 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def resolve_locate(cfg: Config, data_root: str | os.PathLike, sample: int = 200) -> Config:
+    """``cfg`` with ``data.locate: auto`` decided: on when a part stands on a background in nearly
+    every one of (up to ``sample``) training photos, off otherwise (a texture, a strip)."""
+    from castinspect.core.parallel import decode_all
+    from castinspect.data.locate import AUTO_SHARE, MODES, located_share
+
+    if cfg.data.locate not in MODES:
+        raise ValueError(f"data.locate must be one of {', '.join(MODES)}, not {cfg.data.locate!r}")
+    if cfg.data.locate != "auto":
+        return cfg
+    paths = load_split(data_root, "train").paths
+    pick = np.random.default_rng(cfg.data.split_seed).permutation(len(paths))[:sample]
+    photos = [p for p in decode_all(read_image, [paths[i] for i in pick]) if not isinstance(p, ImageError)]
+    out = copy.deepcopy(cfg)
+    out.data.locate = "on" if located_share(photos) >= AUTO_SHARE else "off"
+    return out
+
+
 def split_train_val(cfg: Config, data_root: str | os.PathLike) -> tuple[Decoded, Decoded, list[ImageError]]:
     """Decoded training and validation photos: a manifest's train and val rows as written, or a
-    validation split carved from a folder's ``train`` photos (grouped by part by default)."""
+    validation split carved from a folder's ``train`` photos (grouped by part by default).
+    ``cfg.data.locate`` must be resolved ("on" or "off": ``resolve_locate``)."""
+    if cfg.data.locate not in ("on", "off"):
+        raise ValueError(f"data.locate must be resolved to on or off here, not {cfg.data.locate!r}")
+    locate = cfg.data.locate == "on"
     if is_manifest(data_root):
         train_set = read_manifest(data_root, "train")
-        train = decode_set(train_set, cfg.model.input_size, strict=cfg.data.strict)
-        val = decode_set(read_manifest(data_root, "val", train_set.classes), cfg.model.input_size,
+        train = decode_set(train_set, cfg.model.input_size, strict=cfg.data.strict, locate=locate)
+        val = decode_set(read_manifest(data_root, "val", train_set.classes), cfg.model.input_size, locate=locate,
                          strict=cfg.data.strict)
         if not len(train.labels) or not len(val.labels):
             raise ValueError(f"{data_root}: the manifest needs readable train and val rows")
         return train, val, train.errors + val.errors
     images = load_folder(split_dir(data_root, "train"))
-    decoded = decode_set(images, cfg.model.input_size, strict=cfg.data.strict)
+    decoded = decode_set(images, cfg.model.input_size, strict=cfg.data.strict, locate=locate)
     if cfg.data.grouped_split:
         from castinspect.data.parts import group_photos
 
@@ -161,17 +189,20 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     loss_sum, correct = 0.0, 0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        x = augment_batch(to_input(x_train[idx]), cfg.augment, g).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+        device = next(model.parameters()).device
+        x = augment_batch(to_input(x_train[idx]), cfg.augment, g)  # on the CPU: its generator is the run's
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        y = y_train[idx].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y_train[idx], label_smoothing=cfg.train.label_smoothing)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if average is not None:
             average.update(model)
-        batch_correct = int((logits.argmax(1) == y_train[idx]).sum())
+        batch_correct = int((logits.argmax(1) == y).sum())
         loss_sum += loss.item() * len(idx)
         correct += batch_correct
         progress.step(loss.item(), batch_correct / len(idx))
@@ -199,6 +230,10 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     prepare_run_dir(run_dir, resume)
     cfg.save(run_dir / "config.yaml")
 
+    located = cfg.data.locate == "auto"
+    cfg = resolve_locate(cfg, data_root)
+    if located:
+        progress.message(f"part localisation: {cfg.data.locate} (data.locate auto)")
     train, val, skipped = split_train_val(cfg, data_root)
     auto = cfg.model.backbone == "auto"
     cfg = resolve(cfg)  # the config saved says what was trained: backbone, mirror averaging, size
@@ -215,8 +250,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     classes = train.classes
     ok_index = resolve_ok_index(classes, cfg.data.positive_class, cfg.data.ok_class)
 
-    model = build_model(cfg.model, len(classes), pretrained=True).to(memory_format=torch.channels_last)
-    bf16 = bf16_training(cfg)
+    device = training_device(cfg.train.device)
+    model = build_model(cfg.model, len(classes), pretrained=True).to(device, memory_format=torch.channels_last)
+    bf16 = bf16_training(cfg) and device.type == "cpu"  # (AMX is a CPU's; a GPU trains in fp32 here)
     tc = cfg.train
     steps_per_epoch = math.ceil(len(train.labels) / tc.batch_size)
     epochs, patience = schedule_length(tc.epochs, tc.patience, steps_per_epoch, tc.min_steps, tc.max_steps)
@@ -288,7 +324,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     if not selects:
         best_state = (average.model if average is not None else model).state_dict()
     model.load_state_dict(best_state)
-    model = model.to(memory_format=torch.contiguous_format)
+    model = model.to("cpu", memory_format=torch.contiguous_format)
     temperature, threshold = operating_point(model, val, ok_index, tc.calibrate and selects, tc.target_recall)
     seconds = time.perf_counter() - t_start
     info = {
