@@ -1,6 +1,7 @@
 """MkDocs hooks: the results pages, generated from the JSON files the benchmarks wrote.
 
-Every file in ``benchmarks/results/`` (and the bundled model's own ``model_metrics.json``) becomes
+Every file in ``benchmarks/results/`` (and the bundled model's own ``model_metrics.json``; a
+training run's ``metrics.json`` is copied there as its command wrote it) becomes
 ``results/<name>.md``, a page of tables with the command that measured it, and is published
 beside it as ``results/<name>.json``: a number in the docs always has its command and its raw
 file. Nothing here measures anything; a result not re-measured has no page.
@@ -21,6 +22,7 @@ BUNDLED_COMMAND = ("castinspect train ../shared/data/casting_data --epochs 10 --
                    "(run by benchmarks/bundle_model.py --seeds 0 1; the lower validation loss was bundled)")
 TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "locate-castnet": "Part localisation on and off (compact CNN)",
+          "neu-det-default": "NEU-DET (six defect types) with the default train",
           "bundled-test-split": "The bundled model on the test split"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
@@ -118,7 +120,8 @@ def bench(data: dict) -> list[str]:
 
 def training(data: dict) -> list[str]:
     sections = {k: data[k] for k in ("validation", "test") if k in data}
-    out = [f"Model `{data['model']}`, threshold {data['threshold']:.4f}; {data.get('parameters') or 0:,} parameters, "
+    rule = "no OK class (defect types)" if data["threshold"] is None else f"threshold {data['threshold']:.4f}"
+    out = [f"Model `{data['model']}`, {rule}; {data.get('parameters') or 0:,} parameters, "
            f"{(data.get('flops') or 0) / 1e6:.1f} M multiply-accumulates per photo; "
            f"{data.get('epochs_run')} epochs in {(data.get('train_seconds') or 0):.0f} s.", ""]
     return out + metrics_table(sections)

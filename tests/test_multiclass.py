@@ -55,5 +55,61 @@ def test_ok_class_resolution():
     assert resolve_ok_index(["def_front", "ok_front"], "def_front", None) == 1
     assert resolve_ok_index(["bad", "good"], "bad", None) == 1
     assert resolve_ok_index(["a", "b", "c"], None, "b") == 1
+    assert resolve_ok_index(["a", "b", "c"], "def_front", None) is None  # no OK class: defect types
+    assert resolve_ok_index(["ok_front", "def_front"], "def_front", "none") is None
     with pytest.raises(ValueError, match="good-part class"):
-        resolve_ok_index(["a", "b", "c"], "def_front", None)
+        resolve_ok_index(["ok_a", "ok_b", "c"], "def_front", "auto")
+    with pytest.raises(ValueError, match="not among"):
+        resolve_ok_index(["a", "b"], None, "ok")
+
+
+@pytest.fixture(scope="module")
+def types_run(tmp_path_factory):
+    """Defect types only, as NEU-DET has them: blowholes and scratches, no OK class."""
+    root = tmp_path_factory.mktemp("types")
+    rng = np.random.default_rng(4)
+    for split, n in (("train", 100), ("test", 20)):
+        for cls, defect in (("blowhole", "blob"), ("scratch", "scratch")):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(folder / f"{i}.png"), make_casting(rng, defect))
+    run_dir = tmp_path_factory.mktemp("types_run")
+    result, metrics = train_and_evaluate(tiny_config(30), root, run_dir)
+    return root, run_dir, result, metrics
+
+
+def test_a_dataset_without_an_ok_class_classifies_the_type(types_run, tmp_path):
+    from castinspect.station.app import create_app
+    from castinspect.station.log import InspectionLog
+
+    root, run_dir, result, metrics = types_run
+    assert result.checkpoint.ok_index is None
+    test = metrics["test"]
+    assert test["task"] == "defect types" and test["threshold"] is None and "escapes" not in test
+    assert test["accuracy"] >= 0.8 and test["confusion_matrix"] and set(test["per_class"]) == {"blowhole", "scratch"}
+    predictor = Predictor.load(run_dir / "model.ckpt")
+    assert predictor.ok_index is None and predictor.threshold is None
+    insp = predictor.predict_one(next((root / "test" / "scratch").iterdir()))
+    assert insp.label in ("blowhole", "scratch") and insp.decision == "defective"
+    assert insp.p_defect is None and insp.threshold is None and insp.score == pytest.approx(insp.scores[insp.label])
+    with pytest.raises(ValueError, match="no OK class"):
+        Predictor.load(run_dir / "model.ckpt", threshold=0.3)
+    assert "no OK class" in (run_dir / "report.html").read_text()
+    from typer.testing import CliRunner
+    runner = CliRunner()
+    info = json.loads(runner.invoke(app, ["info", str(run_dir / "model.ckpt")]).stdout)
+    assert info["ok_class"] is None and info["threshold"] is None and "no OK class" in info["task"]
+    r = runner.invoke(app, ["evaluate", str(root / "test"), "--model", str(run_dir / "model.ckpt"),
+                            "--robustness", "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["threshold"] is None and m["evaluation"]["task"] == "defect types"
+    assert m["robustness_summary"]["photometric_escapes"] == 0
+    r = runner.invoke(app, ["predict", str(root / "test" / "blowhole"), "--model", str(run_dir / "model.ckpt"),
+                            "--format", "json"])
+    items = json.loads(r.stdout)
+    assert len(items) == 20 and all(i["p_defect"] is None and i["decision"] == "defective" for i in items)
+    with InspectionLog.open(tmp_path / "log.db") as log, pytest.raises(ValueError, match="OK class"):
+        create_app(predictor, log)
+

@@ -83,7 +83,9 @@ METRIC_ROWS = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("erro
 
 
 def print_metrics(metrics: dict, sections: list[str]) -> None:
-    table = Table(title=f"model {metrics['model']}  threshold {metrics['threshold']:.4f}")
+    threshold = metrics["threshold"]
+    table = Table(title=f"model {metrics['model']}  " + ("no OK class: defect types" if threshold is None
+                                                         else f"threshold {threshold:.4f}"))
     table.add_column("metric")
     for s in sections:
         table.add_column(s, justify="right")

@@ -19,7 +19,10 @@ class DataConfig:
     """Where the photos are and how they are split."""
 
     positive_class: str = "def_front"  # with two classes, the defect class: its probability is the score
-    ok_class: str | None = None  # with several defect types, the good-part class (default: "ok*")
+    # The good-part class: a class name; "auto" (or null): the class named "ok*" (with two classes,
+    # the one that is not positive_class), none when no class is named so; "none": every class is
+    # a defect type, and the model classifies the type.
+    ok_class: str | None = "auto"
     val_fraction: float = 0.15  # carved from train, stratified, seeded; never the test split
     split_seed: int = 0  # apart from train.seed, so runs with different seeds share one validation set
     # Keep photos of one physical part (near-duplicates, found as by `castinspect audit`) on one

@@ -47,11 +47,12 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
     preds = np.array([predictor.classes.index(i.label) for i in inspections], dtype=np.int64)
     metrics = summarize(labels, probs, preds, predictor.classes, predictor.ok_index,
                         predictor.threshold)
-    y = (labels != predictor.ok_index).astype(int)
-    p_defect = defect_probability(probs, predictor.ok_index)
-    metrics["reliability"] = reliability(y, p_defect)
-    if predictor.review_band is not None:
-        metrics.update(review_summary(y, p_defect, *predictor.review_band, predictor.threshold))
+    if predictor.ok_index is not None:
+        y = (labels != predictor.ok_index).astype(int)
+        p_defect = defect_probability(probs, predictor.ok_index)
+        metrics["reliability"] = reliability(y, p_defect)
+        if predictor.review_band is not None:
+            metrics.update(review_summary(y, p_defect, *predictor.review_band, predictor.threshold))
     metrics["misclassified"] = [
         {"path": insp.source, "true": predictor.classes[t], "label": insp.label, "p_defect": insp.p_defect}
         for insp, t, p in zip(inspections, labels, preds) if t != p]

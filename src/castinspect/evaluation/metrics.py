@@ -167,17 +167,23 @@ def binary_summary(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, 
 
 
 def summarize(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray, classes: list[str],
-              ok_index: int, threshold: float) -> dict:
-    """All metrics of one evaluation, JSON-ready."""
+              ok_index: int | None, threshold: float | None) -> dict:
+    """All metrics of one evaluation, JSON-ready. Without an OK class (``ok_index`` None): the
+    type classification's only (accuracy, errors, per class, confusion); no p(defect) metrics."""
     cm = confusion_matrix(labels, preds, len(classes))
-    y = (labels != ok_index).astype(int)
-    p = defect_probability(probs, ok_index)
-    return {
+    common = {
         "n": int(len(labels)),
         "accuracy": float((preds == labels).mean()) if len(labels) else float("nan"),
         "classes": list(classes),
         "confusion_matrix": cm.tolist(),
         "per_class": per_class_prf(cm, classes),
+    }
+    if ok_index is None:
+        return {**common, "task": "defect types", "threshold": None, "errors": int((preds != labels).sum())}
+    y = (labels != ok_index).astype(int)
+    p = defect_probability(probs, ok_index)
+    return {
+        **common,
         **binary_summary(y, p, threshold),
         "roc_auc": roc_auc(y, p),
         "pr_auc": average_precision(y, p),

@@ -39,15 +39,16 @@ def read_history(path: str | os.PathLike) -> list[dict]:
 
 
 def _metrics_table(m: dict) -> str:
-    rows = [
-        ("images", m["n"]), ("accuracy", f"{m['accuracy']:.4f}"), ("errors", m["errors"]),
-        ("defects passed as OK (escapes)", m["escapes"]),
-        ("OK parts rejected (false rejects)", m["false_rejects"]),
-        ("defect recall", f"{m['defect_recall']:.4f}"),
-        ("false-reject rate", f"{m['false_reject_rate']:.4f}"),
-        ("ROC-AUC", f"{m['roc_auc']:.5f}"), ("PR-AUC", f"{m['pr_auc']:.5f}"),
-        ("Brier score", f"{m['brier']:.5f}"), ("ECE", f"{m['ece']:.5f}"),
-    ]
+    rows = [("images", m["n"]), ("accuracy", f"{m['accuracy']:.4f}"), ("errors", m["errors"])]
+    if "escapes" in m:
+        rows += [
+            ("defects passed as OK (escapes)", m["escapes"]),
+            ("OK parts rejected (false rejects)", m["false_rejects"]),
+            ("defect recall", f"{m['defect_recall']:.4f}"),
+            ("false-reject rate", f"{m['false_reject_rate']:.4f}"),
+            ("ROC-AUC", f"{m['roc_auc']:.5f}"), ("PR-AUC", f"{m['pr_auc']:.5f}"),
+            ("Brier score", f"{m['brier']:.5f}"), ("ECE", f"{m['ece']:.5f}"),
+        ]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     per = "".join(
         f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.4f}</td><td>{v['recall']:.4f}</td>"
@@ -75,8 +76,12 @@ def _gallery(ev: Evaluation, picks: list[int], predictor: Predictor) -> str:
         verdict = "right" if insp.label == true else "wrong"
         cards.append(f'<figure class="{verdict}"><img src="{png_data_uri(picture)}" alt="">'
                      f"<figcaption>{html.escape(Path(insp.source).name)}<br>true {html.escape(true)}, "
-                     f"judged {html.escape(insp.label or '')}<br>p(defect) {insp.p_defect:.3f}</figcaption></figure>")
+                     f"judged {html.escape(insp.label or '')}<br>{_score(insp)}</figcaption></figure>")
     return f'<div class="gallery">{"".join(cards)}</div>' if cards else "<p>None.</p>"
+
+
+def _score(insp) -> str:
+    return f"p(defect) {insp.p_defect:.3f}" if insp.p_defect is not None else f"p({html.escape(insp.label)}) {insp.score:.3f}"
 
 
 def _galleries(ev: Evaluation, predictor: Predictor) -> str:
@@ -84,8 +89,11 @@ def _galleries(ev: Evaluation, predictor: Predictor) -> str:
     classes = predictor.classes
     wrong = [i for i, (insp, t) in enumerate(zip(ev.inspections, ev.labels)) if insp.label != classes[t]]
     right = [i for i in range(len(ev.inspections)) if i not in set(wrong)]
-    borderline = sorted(right, key=lambda i: abs(math.log(max(ev.inspections[i].p_defect, 1e-9))
-                                                 - math.log(max(predictor.threshold, 1e-9))))[:BORDERLINE_SHOWN]
+    if predictor.ok_index is None:  # no threshold: the least confident correct types
+        borderline = sorted(right, key=lambda i: ev.inspections[i].score)[:BORDERLINE_SHOWN]
+    else:
+        borderline = sorted(right, key=lambda i: abs(math.log(max(ev.inspections[i].p_defect, 1e-9))
+                                                     - math.log(max(predictor.threshold, 1e-9))))[:BORDERLINE_SHOWN]
     rng = np.random.default_rng(0)
     random = sorted(rng.choice(len(ev.inspections), min(RANDOM_SHOWN, len(ev.inspections)), replace=False).tolist())
     more = (f"<p>{len(wrong) - MAX_ERRORS_SHOWN} more not shown (see --json).</p>"
@@ -128,12 +136,15 @@ def write_report(path: str | os.PathLike, results: list[Evaluation], predictor: 
     classes = predictor.classes
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>model <code>{predictor.model_id}</code>, input {predictor.input_size}px, "
-             f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold), "
-             f"calibration temperature {predictor.temperature:.3f}</p>"]
+             + ("no OK class: the model classifies defect types (no p(defect), no threshold), "
+                if predictor.ok_index is None else
+                f"threshold {predictor.threshold:.4f} (defective when p(defect) &ge; threshold), ")
+             + f"calibration temperature {predictor.temperature:.3f}</p>"]
     history = (read_history(history_csv) if history_csv and Path(history_csv).exists()
                else predictor.checkpoint.info.get("history") if predictor.checkpoint is not None else None)
     if history:
         parts.append(f'<h2>Training curves</h2><img src="{figure_uri(plot_history(history))}">')
+    types = predictor.ok_index is None
     for ev in results:
         m = ev.metrics
         y = (ev.labels != predictor.ok_index).astype(int)
@@ -146,7 +157,9 @@ def write_report(path: str | os.PathLike, results: list[Evaluation], predictor: 
         parts.append(f'<p><img src="{figure_uri(plot_confusion(np.array(m["confusion_matrix"]), classes))}">')
         if 0 < y.sum() < len(y):
             parts.append(f'<img src="{figure_uri(plot_roc_pr(y, p))}">')
-        parts.append(f'<img src="{figure_uri(plot_reliability(y, p))}"></p>')
+        if not types:
+            parts.append(f'<img src="{figure_uri(plot_reliability(y, p))}">')
+        parts.append("</p>")
         parts.append(_galleries(ev, predictor))
         if ev.errors:
             items = "".join(f"<li>{html.escape(str(e))}</li>" for e in ev.errors)

@@ -232,8 +232,10 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
         preds = predicted_index(p, predictor.ok_index, threshold)
         m = summarize(labels, p, preds, predictor.classes, predictor.ok_index, threshold)
         r = results[v.name] = {"kind": v.kind, "description": v.description,
-                               **{k: m[k] for k in ("n", "accuracy", "errors", "escapes", "false_rejects",
-                                                    "defect_recall", "false_reject_rate", "roc_auc")}}
+                               **{k: m.get(k) for k in ("n", "accuracy", "errors", "defect_recall",
+                                                        "false_reject_rate", "roc_auc")},
+                               # without an OK class no part is passed as OK or rejected as not OK
+                               "escapes": m.get("escapes", 0), "false_rejects": m.get("false_rejects", 0)}
         p_defect = defect_probability(p, predictor.ok_index)
         if band is not None:
             r.update(review_summary(defective.astype(int), p_defect, *band, threshold))

@@ -19,8 +19,12 @@ def banner(insp: Inspection, width: int) -> np.ndarray:
     """A coloured strip (BGR) with the verdict: decision and label, p(defect) and threshold."""
     strip = np.full((44, width, 3), COLOURS.get(insp.decision or "", (90, 90, 90)), np.uint8)
     line1 = f"{(insp.decision or 'error').upper()}  {insp.label or ''}"
-    line2 = f"p(defect)={insp.p_defect:.3f}  t={insp.threshold:.3f}" if insp.p_defect is not None \
-        else (insp.error or "")[:40]
+    if insp.error:
+        line2 = insp.error[:40]
+    elif insp.p_defect is None:  # a model without an OK class: the type's probability
+        line2 = f"p({insp.label})={insp.score:.3f}"
+    else:
+        line2 = f"p(defect)={insp.p_defect:.3f}  t={insp.threshold:.3f}"
     cv2.putText(strip, line1, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.putText(strip, line2, (6, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return strip

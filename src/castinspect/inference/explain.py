@@ -23,7 +23,9 @@ from castinspect.inference.annotate import banner
 from castinspect.models.network import Network, to_input
 
 
-def gradcam(model: Network, images: np.ndarray, ok_index: int, batch_size: int = 32) -> np.ndarray:
+def gradcam(model: Network, images: np.ndarray, ok_index: int | None, batch_size: int = 32) -> np.ndarray:
+    """Without an OK class (``ok_index`` None) the score explained is the log-probability of the
+    most probable defect type."""
     """Heatmaps (N, S, S) in [0, 1] for decoded uint8 images (N, S, S)."""
     model.eval()
     out = []
@@ -35,10 +37,14 @@ def gradcam(model: Network, images: np.ndarray, ok_index: int, batch_size: int =
         with torch.enable_grad():
             feats = [model.forward_features(v) for v in views]
             log_p = torch.log_softmax(sum(model.forward_head(f) for f in feats) / len(views), dim=1)
-            defect = torch.cat([log_p[:, :ok_index], log_p[:, ok_index + 1:]], dim=1).logsumexp(dim=1)
+            if ok_index is None:
+                score = log_p.max(dim=1).values
+            else:
+                defect = torch.cat([log_p[:, :ok_index], log_p[:, ok_index + 1:]], dim=1).logsumexp(dim=1)
+                score = defect - log_p[:, ok_index]
             # autograd.grad, not backward(): nothing accumulates in the parameters' .grad, so one
             # model can serve heatmaps to several threads at once (the server).
-            grads = torch.autograd.grad((defect - log_p[:, ok_index]).sum(), feats)
+            grads = torch.autograd.grad(score.sum(), feats)
         cams = [F.relu((g.mean(dim=(2, 3), keepdim=True) * f.detach()).sum(dim=1, keepdim=True))
                 for g, f in zip(grads, feats)]
         cam = cams[0] + cams[1].flip(-1) if len(cams) == 2 else cams[0]

@@ -18,7 +18,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from castinspect.core.decision import decide, defect_probability, predicted_index
+from castinspect.core.decision import (
+    DEFECTIVE,
+    decide,
+    defect_probability,
+    predicted_index,
+)
 from castinspect.core.io import ImageError, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
@@ -52,12 +57,15 @@ class Predictor:
             meta = read_metadata(onnx_model)
         self.checkpoint = checkpoint
         self.classes: list[str] = meta["classes"]
-        self.ok_index: int = meta["ok_index"]
+        self.ok_index: int | None = meta["ok_index"]  # None: no OK class, the model classifies defect types
         self.input_size: int = meta["input_size"]
         self.temperature: float = meta["temperature"]
         self.model_id: str = meta["model_id"]
         self.locate: bool = bool(meta.get("locate", False))  # crop to the part (older models: never)
-        self.threshold = meta["threshold"] if threshold is None else float(threshold)
+        if self.ok_index is None and (threshold is not None or review_band is not None):
+            raise ValueError("this model has no OK class (it classifies defect types): it has no p(defect), "
+                             "so no threshold or review band applies")
+        self.threshold: float | None = meta["threshold"] if threshold is None else float(threshold)
         self.review_band = review_band
         self.backend = make_backend(backend, checkpoint, onnx_model)
         self._cam_model = None  # built on the first heatmap request
@@ -127,16 +135,18 @@ class Predictor:
         return self.backend.probabilities(images)
 
     def inspections(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
-        """Turn probabilities into Inspections at this predictor's threshold and review band."""
+        """Turn probabilities into Inspections at this predictor's threshold and review band.
+        Without an OK class every part is defective, labelled with its most probable type."""
         p_def = defect_probability(probs, self.ok_index)
         idx = predicted_index(probs, self.ok_index, self.threshold)
-        binary = len(self.classes) == 2
+        types = self.ok_index is None
+        binary = len(self.classes) == 2 and not types
         return [Inspection(
             source=src,
             label=self.classes[i],
             score=float(p) if binary else float(row[i]),
-            p_defect=float(p),
-            decision=decide(float(p), self.threshold, self.review_band),
+            p_defect=None if types else float(p),
+            decision=DEFECTIVE if types else decide(float(p), self.threshold, self.review_band),
             threshold=self.threshold,
             model=self.model_id,
             scores=None if binary else {c: float(v) for c, v in zip(self.classes, row)},

@@ -22,7 +22,9 @@ from castinspect.models.registry import build_model, mirror_average
 # 2: model.normalize ("per_image" or "fixed"); format-1 checkpoints all normalised with fixed constants.
 # 3: model.flip_average; earlier checkpoints were calibrated (temperature, threshold) without it.
 # 4: flip_average renamed mirror_average (read back from formats 3 and older).
-FORMAT_VERSION = 4
+# 5: ok_index -1 for a model without an OK class.
+FORMAT_VERSION = 5
+NO_OK_CLASS = "defect types: no OK class, so no p(defect) and no operating threshold"
 
 
 def bundled_model_path() -> Path:
@@ -34,7 +36,7 @@ def bundled_model_path() -> Path:
 class Checkpoint:
     config: Config
     classes: list[str]
-    ok_index: int
+    ok_index: int | None  # None: no OK class (every class a defect type; no threshold)
     threshold: float
     state_dict: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)  # training data summary, metrics, epochs
@@ -57,7 +59,9 @@ class Checkpoint:
 
     def metadata(self) -> dict[str, Any]:
         """What a Predictor needs besides the weights; an exported graph carries the same."""
-        return {"classes": list(self.classes), "ok_index": int(self.ok_index), "threshold": float(self.threshold),
+        has_ok = self.ok_index is not None
+        return {"classes": list(self.classes), "ok_index": self.ok_index,
+                "threshold": float(self.threshold) if has_ok else None,
                 "temperature": float(self.temperature), "input_size": int(self.config.model.input_size),
                 "model_id": self.model_id, "backbone": self.config.model.backbone,
                 "mirror_average": mirror_average(self.config.model), "locate": self.config.data.locate == "on"}
@@ -72,8 +76,9 @@ def describe(ckpt: Checkpoint, path: str | os.PathLike) -> dict[str, Any]:
         "model": ckpt.model_id,
         "file": str(path),
         "classes": ckpt.classes,
-        "ok_class": ckpt.classes[ckpt.ok_index],
-        "threshold": ckpt.threshold,
+        "ok_class": ckpt.classes[ckpt.ok_index] if ckpt.ok_index is not None else None,
+        "threshold": ckpt.threshold if ckpt.ok_index is not None else None,
+        **({} if ckpt.ok_index is not None else {"task": NO_OK_CLASS}),
         "temperature": ckpt.temperature,
         "input_size": m.input_size,
         "backbone": m.backbone,
@@ -92,7 +97,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, extra: dict[str, 
         "format_version": FORMAT_VERSION,
         "config": ckpt.config.to_dict(),
         "classes": list(ckpt.classes),
-        "ok_index": int(ckpt.ok_index),
+        "ok_index": -1 if ckpt.ok_index is None else int(ckpt.ok_index),
         "threshold": float(ckpt.threshold),
         "temperature": float(ckpt.temperature),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
@@ -132,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     return Checkpoint(
         config=Config.from_dict(config),
         classes=list(payload["classes"]),
-        ok_index=int(payload["ok_index"]),
+        ok_index=None if int(payload["ok_index"]) < 0 else int(payload["ok_index"]),
         threshold=float(payload["threshold"]),
         state_dict=payload["state_dict"],
         info=payload.get("info", {}),

@@ -249,6 +249,11 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
         progress.message(f"skipped {err}")
     classes = train.classes
     ok_index = resolve_ok_index(classes, cfg.data.positive_class, cfg.data.ok_class)
+    if ok_index is None:
+        if cfg.train.target_recall is not None:
+            raise ValueError(f"--target-recall: the classes {classes} have no OK class, so there is no "
+                             "p(defect) to set a threshold on (set data.ok_class if one of them is)")
+        progress.message(f"no OK class among {classes}: the model classifies the defect type")
 
     device = training_device(cfg.train.device)
     model = build_model(cfg.model, len(classes), pretrained=True).to(device, memory_format=torch.channels_last)
@@ -338,7 +343,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
         "parameters": count_parameters(model),
         "flops": count_flops(model, cfg.model.input_size),
         "bf16": bf16,
-        "threshold_rule": "0.5" if tc.target_recall is None else f"validation recall >= {tc.target_recall}",
+        "threshold_rule": ("none: no OK class" if ok_index is None else "0.5" if tc.target_recall is None
+                           else f"validation recall >= {tc.target_recall}"),
         # the training curves travel with the model, for any later report of it
         "history": [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in history],
     }
@@ -348,13 +354,13 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     return TrainResult(run_dir, ckpt, history, val, skipped, seconds)
 
 
-def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int, calibrate: bool = True,
+def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int | None, calibrate: bool = True,
                     target_recall: float | None = None) -> tuple[float, float]:
     """(temperature, threshold), both chosen on validation: temperature scaling, then the highest
     threshold whose defect recall on validation is >= target_recall (0.5 without a target)."""
     logits = predict_logits(model, val.images)
     temperature = fit_temperature(logits, val.labels) if calibrate else 1.0
-    if target_recall is None:
+    if target_recall is None or ok_index is None:
         return temperature, 0.5
     p_defect = defect_probability(softmax(logits, temperature), ok_index)
     return temperature, choose_threshold((val.labels != ok_index).astype(int), p_defect, target_recall)
