@@ -18,7 +18,12 @@ from pathlib import Path
 from castinspect.core.config import Config
 from castinspect.core.provenance import provenance
 from castinspect.data.datasets import read_manifest
-from castinspect.evaluation.evaluate import evaluate, evaluate_robustness, finite, headline
+from castinspect.evaluation.evaluate import (
+    evaluate,
+    evaluate_robustness,
+    finite,
+    headline,
+)
 from castinspect.inference.predict import Predictor
 from castinspect.models.registry import choose
 from castinspect.training.train import fit

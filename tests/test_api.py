@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import castinspect
 from conftest import tiny_config
+
+import castinspect
 
 
 def test_load_predict_evaluate_and_log(model_path, synth_root, tmp_path):

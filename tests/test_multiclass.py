@@ -13,16 +13,21 @@ from castinspect.inference.predict import Predictor
 from castinspect.training.run import train_and_evaluate
 
 
-@pytest.fixture(scope="module")
-def three_class_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("three")
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 120), ("test", 20)):
-        for cls, defect in (("blowhole", "blob"), ("ok", None), ("scratch", "scratch")):
+def write_classes(root, classes: dict, n_train: int, rng, n_test: int = 20):
+    """ROOT/{train,test}/<class>/ of synthetic castings, each class with its kind of defect."""
+    for split, n in (("train", n_train), ("test", n_test)):
+        for cls, defect in classes.items():
             folder = root / split / cls
             folder.mkdir(parents=True)
             for i in range(n):
                 cv2.imwrite(str(folder / f"{i}.png"), make_casting(rng, defect))
+    return root
+
+
+@pytest.fixture(scope="module")
+def three_class_run(tmp_path_factory):
+    root = write_classes(tmp_path_factory.mktemp("three"), {"blowhole": "blob", "ok": None, "scratch": "scratch"},
+                         120, np.random.default_rng(1))
     run_dir = tmp_path_factory.mktemp("three_run")
     result, metrics = train_and_evaluate(tiny_config(45), root, run_dir)
     return root, run_dir, metrics
@@ -66,14 +71,8 @@ def test_ok_class_resolution():
 @pytest.fixture(scope="module")
 def types_run(tmp_path_factory):
     """Defect types only, as NEU-DET has them: blowholes and scratches, no OK class."""
-    root = tmp_path_factory.mktemp("types")
-    rng = np.random.default_rng(4)
-    for split, n in (("train", 100), ("test", 20)):
-        for cls, defect in (("blowhole", "blob"), ("scratch", "scratch")):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                cv2.imwrite(str(folder / f"{i}.png"), make_casting(rng, defect))
+    root = write_classes(tmp_path_factory.mktemp("types"), {"blowhole": "blob", "scratch": "scratch"},
+                         100, np.random.default_rng(4))
     run_dir = tmp_path_factory.mktemp("types_run")
     result, metrics = train_and_evaluate(tiny_config(30), root, run_dir)
     return root, run_dir, result, metrics
