@@ -66,3 +66,5 @@ def test_a_model_trained_with_auto_localisation_locates_everywhere(synth_root, t
     assert from_ckpt.locate and onnx.locate
     a, b = list(from_ckpt.predict(files)), [onnx.predict_one(f) for f in files]
     assert np.allclose([x.p_defect for x in a], [y.p_defect for y in b], atol=1e-5)
+    one = from_ckpt.predict_one(files[0], heatmap=True)  # the photo it carries is the crop it judged
+    assert one.photo.shape[0] == one.photo.shape[1] < 96 and one.heatmap.shape == (from_ckpt.input_size,) * 2

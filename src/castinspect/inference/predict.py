@@ -24,10 +24,10 @@ from castinspect.core.decision import (
     defect_probability,
     predicted_index,
 )
-from castinspect.core.io import ImageError, read_image
+from castinspect.core.io import ImageError, preprocess, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
-from castinspect.data.locate import prepare
+from castinspect.data.locate import crop_to_part, prepare
 from castinspect.inference.backends import make_backend
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
@@ -106,7 +106,8 @@ class Predictor:
 
     def predict_one(self, source: Source, name: str | None = None, heatmap: bool = False) -> Inspection:
         """One photo, decoded and judged on the calling thread, without the pipeline's thread
-        hand-offs. The Inspection carries the decoded ``photo`` and, with ``heatmap``, its
+        hand-offs. The Inspection carries the decoded ``photo`` (cropped to the part where the
+        model locates parts) and, with ``heatmap``, its
         Grad-CAM ``heatmap`` at model size (which needs the checkpoint)."""
         if heatmap:
             self.require_checkpoint()
@@ -115,9 +116,11 @@ class Predictor:
             gray = read_image(source, name)
         except ImageError as exc:
             return self.failed(name, exc)
-        x = self.prepare(gray)[None]
+        # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
+        seen = crop_to_part(gray) if self.locate else gray
+        x = preprocess(seen, self.input_size)[None]
         insp = self.inspections([name], self.probabilities(x))[0]
-        insp.photo = gray
+        insp.photo = seen
         insp.heatmap = self.heatmaps(x)[0] if heatmap else None
         return insp
 
