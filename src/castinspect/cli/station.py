@@ -85,8 +85,9 @@ def log_export(
     chosen = fmt.value if fmt else ("jsonl" if as_csv is False else "csv")
     with user_errors():
         log = InspectionLog.open(db, create=False)
-    n = 0
     with log, (open(file, "w", newline="") if file else contextlib.nullcontext(sys.stdout)) as fh:
-        for _ in write_records(log.iter_rows(), chosen, lambda row: row, list(COLUMNS), stream=fh):
-            n += 1
+        if chosen == "table":
+            n = sum(1 for _ in write_records(log.iter_rows(), "table", lambda row: row, list(COLUMNS)))
+        else:
+            n = log.export(fh, chosen)
     say(f"{n} inspections exported")

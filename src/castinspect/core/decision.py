@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 OK, DEFECTIVE, REVIEW = "ok", "defective", "review"
+DECISIONS = (OK, DEFECTIVE, REVIEW)
 
 
 def resolve_ok_index(classes: list[str], positive_class: str | None, ok_class: str | None) -> int | None:

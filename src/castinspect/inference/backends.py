@@ -18,6 +18,7 @@ import numpy as np
 from castinspect.inference.export import INPUT_NAME, to_onnx_bytes
 from castinspect.models.checkpoint import Checkpoint
 from castinspect.models.network import predict_probs
+from castinspect.models.registry import mirror_average
 
 BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-bf16")
 
@@ -126,7 +127,7 @@ def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | s
     mirror = None  # an exported file judges whole
     if onnx_model is None:
         onnx_model = to_onnx_bytes(checkpoint, one_view=True)  # in memory, a second or so
-        mirror = checkpoint.metadata()["mirror_average"]
+        mirror = mirror_average(checkpoint.config.model)  # the rule metadata() reports, without its hashing
     return onnx_backend(name, onnx_model, mirror)
 
 

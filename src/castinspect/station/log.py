@@ -26,12 +26,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection
 from castinspect.core.sinks import write_records
 from castinspect.station.database import COLUMNS, Database, Target, migrate, parse_url
 
 DEFAULT_DB = "castinspect.db"
-DECISIONS = ("ok", "defective", "review")
 
 
 def image_key(data: bytes) -> str:

@@ -13,9 +13,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection
 
-DECISIONS = ("ok", "defective", "review")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
