@@ -20,8 +20,9 @@ from castinspect.core.config import Config
 from castinspect.data.datasets import load_folder, split_dir
 from castinspect.evaluation.report import read_history
 from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
+from castinspect.training.inputs import split_train_val
 from castinspect.training.run import finish_run, train_and_evaluate
-from castinspect.training.train import operating_point, split_train_val
+from castinspect.training.train import operating_point
 
 
 def retarget(run_dir: Path, data_root: str, target_recall: float) -> None:

@@ -18,11 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BUNDLED = ROOT / "src" / "castinspect" / "assets" / "model_metrics.json"
 # The bundled model's metrics.json predates provenance in run files; its command is the README's.
-BUNDLED_COMMAND = ("castinspect train ../shared/data/casting_data --epochs 10 --target-recall 0.99 "
+BUNDLED_COMMAND = ("castinspect train ../shared/data/casting_data --epochs 10 --target-recall 0.99 with the recipe "
+                   "of then (today: --config benchmarks/bundled_recipe.yaml --no-search) "
                    "(run by benchmarks/bundle_model.py --seeds 0 1; the lower validation loss was bundled)")
 TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "locate-castnet": "Part localisation on and off (compact CNN)",
           "neu-det-default": "NEU-DET (six defect types) with the default train",
+          "casting-default": "The casting data with the default train (recipe search, 10-minute budget)",
+          "casting-no-search": "The casting data with the fixed recipe (--no-search)",
+          "learning-curve": "How many labelled photos: the learning curve with the fixed recipe",
           "bundled-test-split": "The bundled model on the test split"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
@@ -59,6 +63,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = training(data)
     elif "runs" in data:
         body = comparison(data)
+    elif "points" in data:
+        body = curve(data)
     else:
         body = ["```json", json.dumps(data, indent=1)[:4000], "```"]
     return "\n".join(head + body) + "\n"
@@ -124,7 +130,21 @@ def training(data: dict) -> list[str]:
     out = [f"Model `{data['model']}`, {rule}; {data.get('parameters') or 0:,} parameters, "
            f"{(data.get('flops') or 0) / 1e6:.1f} M multiply-accumulates per photo; "
            f"{data.get('epochs_run')} epochs in {(data.get('train_seconds') or 0):.0f} s.", ""]
-    return out + metrics_table(sections)
+    if "wall_seconds" in data:
+        out += [f"`{data['train_command']}`: **{data['wall_seconds']:.0f} s** from a cold start "
+                f"(the whole command), {data['steps']} training steps in the final fit.", ""]
+    out += metrics_table(sections)
+    if data.get("search"):
+        out += ["## Recipe search", "", "Each trial judged on the grouped validation split "
+                "(objective: error rate plus a tenth of the loss; lower is better).", ""]
+        out += table(["trial", "state", "seconds", "steps", "val accuracy", "objective", "chosen", "recipe"],
+                     [[t["trial"], t["state"], t["seconds"], t["steps"] or "", fmt(t["val_acc"], "{:.4f}"),
+                       fmt(t["objective"], "{:.4f}"), "yes" if t.get("chosen") else "", t["params"]]
+                      for t in data["search"]])
+    if data.get("recipe"):
+        out += ["## The recipe the final model was trained with (`config.yaml`)", "", "```yaml",
+                data["recipe"].rstrip(), "```", ""]
+    return out
 
 
 def comparison(data: dict) -> list[str]:
@@ -146,3 +166,18 @@ def comparison(data: dict) -> list[str]:
                                           f"({runs[k]['robustness'][v]['escapes']} / {runs[k]['robustness'][v]['false_rejects']})"
                                           for k in names)] for v in first])
     return out
+
+
+def curve(data: dict) -> list[str]:
+    """A learning curve: mean test accuracy on the fixed unseen parts per training-set size."""
+    out = [f"Trained on growing subsets of `{data['data']}` ({data['pool_photos']} photos to draw from), "
+           f"each judged on the same {data['test_photos']} photos of parts no subset holds; the mean over "
+           "seeds, each run at its own threshold.", ""]
+    out += table(["backbone", "photos", "seeds", "test accuracy (min-max)", "escapes", "false rejects",
+                  "validation accuracy", "training s"],
+                 [[r["backbone"], r["photos"] or "all", r["seeds"],
+                   f"{r['accuracy']:.4f} ({r['accuracy_min']:.4f}-{r['accuracy_max']:.4f})",
+                   f"{r['escapes']:.1f}", f"{r['false_rejects']:.1f}", f"{r['val_accuracy']:.4f}",
+                   f"{r['train_seconds']:.0f}"] for r in data["mean"]])
+    return out
+

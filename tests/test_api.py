@@ -24,6 +24,7 @@ def test_load_predict_evaluate_and_log(model_path, synth_root, tmp_path):
 
 
 def test_train_through_the_face(synth_root, tmp_path):
-    run, metrics = castinspect.train(str(synth_root), str(tmp_path / "run"), config=tiny_config(1), seed=2)
+    run, metrics = castinspect.train(str(synth_root), str(tmp_path / "run"), config=tiny_config(1), seed=2,
+                                     search=False)
     assert (tmp_path / "run" / "model.ckpt").is_file() and run.checkpoint.config.train.seed == 2
     assert metrics["provenance"]["castinspect"] == castinspect.__version__ and "test" in metrics

@@ -66,7 +66,7 @@ def test_train_command_end_to_end(synth_root, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {size: tiny, input_size: 48, backbone: castnet}\ntrain: {batch_size: 64, min_steps: 0}\n")
     r = cli("train", str(synth_root), "--out", str(tmp_path / "run"), "--config", str(cfg),
-            "--epochs", "1", "--seed", "3")
+            "--epochs", "1", "--seed", "3", "--no-search")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "model.ckpt").is_file() and "run directory" in r.stdout
     info = cli("info", str(tmp_path / "run" / "model.ckpt"))

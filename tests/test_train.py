@@ -4,7 +4,8 @@ import json
 import pytest
 from conftest import tiny_config
 
-from castinspect.training.train import fit, lr_factor, schedule_length
+from castinspect.training.schedule import lr_factor, schedule_length
+from castinspect.training.train import fit
 
 
 def test_training_learns_the_synthetic_defects(trained_run):
@@ -74,7 +75,7 @@ def test_validation_split_keeps_copies_of_a_part_together(synth_root, tmp_path):
 
     import cv2
 
-    from castinspect.training.train import split_train_val
+    from castinspect.training.inputs import split_train_val
 
     root = tmp_path / "d"
     shutil.copytree(synth_root / "train", root / "train")

@@ -51,12 +51,14 @@ def load_model(model: str | None = None, **options: Any) -> "Predictor":
     return Predictor.load(model, **options)
 
 
-def train(data: str, run_dir: str, config: "str | Config | None" = None, **choices: Any) -> "tuple[TrainResult, dict]":
-    """Train on ``data`` into ``run_dir`` and evaluate (validation, and the test split when there
-    is one); returns (the run, its metrics). ``config``: a YAML file or a Config; ``choices``:
-    backbone, size, epochs, seed, target_recall, strict, device, as on the command line."""
+def train(data: str, run_dir: str, config: "str | Config | None" = None, budget: float = 600.0,
+          search: bool = True, **choices: Any) -> "tuple[TrainResult, dict]":
+    """Search a recipe (unless ``search`` is off), train on ``data`` into ``run_dir`` and evaluate
+    (validation, and the test split when there is one), all within ``budget`` seconds; returns
+    (the run, its metrics). ``config``: a YAML file or a Config, the search's starting point;
+    ``choices``: backbone, size, epochs, seed, target_recall, strict, device, as on the command line."""
     from castinspect.training.run import configure, train_and_evaluate
-    return train_and_evaluate(configure(config, **choices), data, run_dir)
+    return train_and_evaluate(configure(config, **choices), data, run_dir, budget=budget, search=search)
 
 
 def evaluate(predictor: "Predictor", data: str, **options: Any) -> "Evaluation":

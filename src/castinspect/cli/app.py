@@ -67,6 +67,24 @@ RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Also the 
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, ImportError, RuntimeError)
 
 
+def duration(text: str) -> float:
+    """Seconds from "10m", "90s", "1h30m" or a plain number of seconds (a Typer parser)."""
+    import re
+
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+        if not text or parts is None:
+            raise typer.BadParameter(f"{text!r} is not a duration: write e.g. 10m, 90s or 1h30m")
+        h, m, s = (float(x or 0) for x in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise typer.BadParameter("a duration must be more than zero")
+    return seconds
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"castinspect {__version__}")

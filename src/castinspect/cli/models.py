@@ -22,6 +22,7 @@ from castinspect.cli.app import (
     Device,
     SizeChoice,
     app,
+    duration,
     err,
     out,
     say,
@@ -43,6 +44,9 @@ class BarProgress:
     def start(self, epochs: int, steps_per_epoch: int) -> None:
         self.bar.start()
         self.task = self.bar.add_task("train", total=epochs * steps_per_epoch, epoch=1, loss=0.0, acc=0.0)
+
+    def replan(self, total_steps: int) -> None:
+        self.bar.update(self.task, total=total_steps)
 
     def step(self, loss: float, acc: float) -> None:
         self.bar.update(self.task, advance=1, loss=loss, acc=acc)
@@ -73,10 +77,13 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     device: Annotated[Optional[Device], typer.Option(help="Where to train: auto is a CUDA GPU when PyTorch sees one, else the CPU.")] = None,
+    budget: Annotated[float, typer.Option(parser=duration, metavar="DURATION", help="Time for the whole command: recipe search, final fit, evaluation (e.g. 10m, 90s, 1h).")] = "10m",
+    no_search: Annotated[bool, typer.Option("--no-search", help="Train the configured recipe as it is, within the budget, without searching.")] = False,
 ) -> None:
-    """Train a model on DATA_ROOT and write a run directory.
+    """Search a training recipe on DATA_ROOT's validation photos within a time budget, train the
+    model with it, and write a run directory.
 
-    Example: castinspect train ../shared/data/casting_data --out runs/first
+    Example: castinspect train ../shared/data/casting_data --out runs/first --budget 10m
     """
     from castinspect.training.run import configure, train_and_evaluate
 
@@ -84,10 +91,14 @@ def train(
     with user_errors():
         cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict,
                         value(device))
-        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress())
+        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress(),
+                                             budget=budget, search=not no_search)
     info = result.checkpoint.info
-    say(f"trained in {result.seconds:.0f}s, {info['epochs_run']} epochs (best {info['best_epoch']}); "
-        f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs")
+    if metrics.get("search"):
+        done = [t for t in metrics["search"] if t["state"] == "complete"]
+        say(f"recipe search: {len(metrics['search'])} trials ({len(done)} complete), search.csv in the run directory")
+    say(f"trained in {result.seconds:.0f}s, {info['epochs_run']} epochs (best {info['best_epoch']}, {info['steps']} steps); "
+        f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs; the whole run {metrics['run_seconds']:.0f}s")
     if result.skipped:
         say(f"skipped {len(result.skipped)} unreadable image(s)")
     print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])

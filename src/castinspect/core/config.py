@@ -66,6 +66,7 @@ class AugmentConfig:
     """Training-time augmentation, applied to batches of tensors (see ``augment.py``)."""
 
     flips: bool = True  # horizontal/vertical flips and 90-degree turns: top view, round part
+    quarter_turns: bool = True  # with flips: 90-degree turns too (off: flips and half turns only)
     rotate_deg: float = 180.0  # random rotation through any angle (parts arrive turned)
     shift: float = 0.06  # fraction of the image
     scale: float = 0.15  # +-15% zoom
@@ -83,7 +84,7 @@ class AugmentConfig:
 class TrainConfig:
     """Optimiser, schedule and stopping."""
 
-    # lr, min_steps and max_steps: None means the backbone's default, filled in by
+    # lr, min_steps, max_steps and freeze_stages: None means the backbone's default, filled in by
     # ``models.registry.resolve`` when training starts; a value given in a config or option stands.
     epochs: int = 30
     # A small dataset gets more epochs, so that every run takes at least this many optimiser
@@ -93,6 +94,9 @@ class TrainConfig:
     # At most this many steps (0: no cap); epochs and patience shrink with it. Keeps a dearer
     # backbone's training on a large dataset within minutes on a CPU.
     max_steps: int | None = None
+    # Early stages of a pretrained backbone kept at their ImageNet weights (None: the backbone's
+    # default, ``models.registry``): a cheaper step. 0 fine-tunes every layer.
+    freeze_stages: int | None = None
     batch_size: int = 64
     lr: float | None = None
     weight_decay: float = 1e-4

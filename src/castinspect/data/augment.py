@@ -27,10 +27,12 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     n = x.shape[0]
     angle = _uniform(n, -cfg.rotate_deg, cfg.rotate_deg, g) * math.pi / 180
     if cfg.flips:
-        # Quarter turns exactly, most of the time, so the un-interpolated views are seen too.
-        quarter = torch.randint(0, 4, (n,), generator=g).float() * (math.pi / 2)
+        # Exact turns, most of the time, so the un-interpolated views are seen too: quarter turns,
+        # or with ``quarter_turns`` off half turns only (with the mirror: the two flips).
+        turns = 4 if cfg.quarter_turns else 2
+        exact_turn = torch.randint(0, turns, (n,), generator=g).float() * (2 * math.pi / turns)
         exact = torch.rand(n, generator=g) < 0.5
-        angle = torch.where(exact, quarter, angle)
+        angle = torch.where(exact, exact_turn, angle)
     scale = _uniform(n, 1 - cfg.scale, 1 + cfg.scale, g)
     mirror = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if cfg.flips else torch.ones(n)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale

@@ -72,3 +72,22 @@ def plot_history(rows: list[dict]) -> plt.Figure:
     b.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_search(rows: list[dict]) -> plt.Figure:
+    """Each search trial's validation objective (lower is better), pruned trials marked, and the
+    best so far."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    done = [r for r in rows if r["objective"] is not None]
+    for state, marker in (("complete", "o"), ("pruned", "x")):
+        pick = [r for r in done if r["state"] == state]
+        ax.scatter([r["trial"] for r in pick], [r["objective"] for r in pick], marker=marker, label=state)
+    complete = sorted((r for r in done if r["state"] == "complete"), key=lambda r: r["trial"])
+    if complete:
+        best = np.minimum.accumulate([r["objective"] for r in complete])
+        ax.step([r["trial"] for r in complete], best, where="post", label="best so far")
+    ax.set(xlabel="trial", ylabel="validation error + 0.1 x loss", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+

@@ -21,6 +21,7 @@ from castinspect.evaluation.plots import (
     plot_history,
     plot_reliability,
     plot_roc_pr,
+    plot_search,
 )
 from castinspect.evaluation.robustness import escaped_photos, has_review_band
 from castinspect.inference.annotate import png_data_uri
@@ -131,7 +132,8 @@ def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) ->
 
 def write_report(path: str | os.PathLike, results: list[Evaluation], predictor: Predictor,
                  history_csv: str | os.PathLike | None = None, title: str = "castinspect evaluation",
-                 robustness: dict | None = None, samples: dict[str, np.ndarray] | None = None) -> Path:
+                 robustness: dict | None = None, samples: dict[str, np.ndarray] | None = None,
+                 search: list[dict] | None = None) -> Path:
     """One HTML file with every plot inlined as a data URI, so it opens offline and travels alone."""
     classes = predictor.classes
     parts = [f"<h1>{html.escape(title)}</h1>",
@@ -142,6 +144,8 @@ def write_report(path: str | os.PathLike, results: list[Evaluation], predictor: 
              + f"calibration temperature {predictor.temperature:.3f}</p>"]
     history = (read_history(history_csv) if history_csv and Path(history_csv).exists()
                else predictor.checkpoint.info.get("history") if predictor.checkpoint is not None else None)
+    if search:
+        parts.append(_search_section(search))
     if history:
         parts.append(f'<h2>Training curves</h2><img src="{figure_uri(plot_history(history))}">')
     types = predictor.ok_index is None
@@ -167,3 +171,19 @@ def write_report(path: str | os.PathLike, results: list[Evaluation], predictor: 
     if robustness:
         parts.append(_robustness_section(robustness, samples))
     return write_page(path, title, "".join(parts))
+
+
+def _search_section(rows: list[dict]) -> str:
+    """The recipe search: every trial's recipe, validation numbers and time, and a plot."""
+    def cell(v) -> str:
+        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    keys = ("trial", "state", "seconds", "steps", "val_acc", "val_loss", "objective", "chosen", "params")
+    head = "".join(f"<th>{c.replace('_', ' ').replace('params', 'recipe')}</th>" for c in keys)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows)
+    plot = f'<p><img src="{figure_uri(plot_search(rows))}"></p>' if any(r["objective"] is not None for r in rows) else ""
+    return ("<h2>Recipe search</h2><p>Judged on the grouped validation split only (objective: error rate "
+            "plus a tenth of the loss, lower is better); the final model was trained with the chosen "
+            "trial's recipe: the best, unless it beat trial 0 (the configured recipe) by less than one "
+            f"validation photo's error.</p>{plot}<table><tr>{head}</tr>{body}</table>")
+

@@ -32,6 +32,7 @@ from castinspect.inference.backends import make_backend
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
 Source = str | os.PathLike | bytes
+ARRAY_BATCH = 128  # photos per backend call when judging decoded arrays (evaluation, the suite)
 
 
 class Predictor:
@@ -132,10 +133,13 @@ class Predictor:
         return prepare(gray, self.input_size, self.locate)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""
+        """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S), a bounded
+        batch at a time: a backend given all of a test split at once holds every layer's
+        activations for all of it (gigabytes for a few hundred photos)."""
         if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.backend.probabilities(images)
+        return np.concatenate([self.backend.probabilities(images[i:i + ARRAY_BATCH])
+                               for i in range(0, len(images), ARRAY_BATCH)])
 
     def inspections(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
         """Turn probabilities into Inspections at this predictor's threshold and review band.

@@ -137,7 +137,7 @@ def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], lat
         to_tensor,
         train_reference,
     )
-    from castinspect.training.train import split_train_val
+    from castinspect.training.inputs import split_train_val
 
     cfg = Config.from_dict(ckpt.config.to_dict())
     cfg.model.input_size = INPUT_SIZE

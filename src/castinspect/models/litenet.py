@@ -58,6 +58,14 @@ class LiteNet(Network):
         self.normalize = cfg.normalize
         self.mirror_average = mirror_average
 
+    # Where each early stage's blocks end: stride 2 (block 0), 4 (blocks 1-2), 8 (blocks 3-4).
+    STAGE_ENDS = (1, 3, 5)
+
+    def early_stages(self, n: int) -> list[nn.Module]:
+        if not 0 <= n <= len(self.STAGE_ENDS):
+            raise ValueError(f"train.freeze_stages: 0 to {len(self.STAGE_ENDS)} for EfficientNet-Lite0, not {n}")
+        return [self.stem, *self.blocks[:self.STAGE_ENDS[n - 1]]] if n else []
+
     def _run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         for i in range(start, stop):
             x = self.blocks[i](x, drop_connect_rate=self.drop_connect_rate * i / len(self.blocks))

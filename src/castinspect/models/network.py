@@ -62,6 +62,13 @@ class Network(nn.Module):
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def early_stages(self, n: int) -> list[nn.Module]:
+        """The modules of the first ``n`` stages, which fine-tuning may keep at their pretrained
+        weights (``train.freeze_stages``); a backbone trained from scratch has none to keep."""
+        if n:
+            raise ValueError(f"{type(self).__name__} is trained from scratch: it has no pretrained stages to freeze")
+        return []
+
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The photos judged for ``x``: with mirror averaging in evaluation, also its mirror image."""
         return [x, x.flip(-1)] if self.mirror_average and not self.training else [x]

@@ -41,6 +41,9 @@ class Backbone:
     mirror_average: bool  # judge each photo with its mirror image, by default
     bf16_training: bool  # bf16 autocast helps plain convolutions on AMX CPUs, hurts depthwise ones
     gradcam: str  # the feature map ``forward_features`` returns, which Grad-CAM reads
+    # Early stages kept at their pretrained weights: their backward pass, at the highest
+    # resolutions, is the dearest part of a fine-tuning step, and edges need no re-learning.
+    freeze_stages: int
     sizes: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
     default_size: str | None = None
 
@@ -48,7 +51,7 @@ class Backbone:
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("castnet", _castnet,
              "the compact CNN trained from scratch: fastest, less accurate on new parts",
-             lr=3e-3, min_steps=1200, max_steps=0, mirror_average=False, bf16_training=True,
+             lr=3e-3, min_steps=1200, max_steps=0, mirror_average=False, bf16_training=True, freeze_stages=0,
              gradcam="the last stage (stride 16)",
              # widths: the stem's and each downsampling stage's channels; depths: 3x3 convolutions per stage
              sizes={"tiny": {"widths": (8, 16, 32, 64), "depths": (1, 1, 1, 1)},
@@ -57,7 +60,7 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
              default_size="small"),
     Backbone("efficientnet_lite0", _lite0,
              "EfficientNet-Lite0 with ImageNet weights (shipped in a package): the default",
-             lr=1e-3, min_steps=500, max_steps=900, mirror_average=True, bf16_training=False,
+             lr=1e-3, min_steps=300, max_steps=300, mirror_average=True, bf16_training=False, freeze_stages=2,
              gradcam="the last stride-16 stage (blocks 8-10), finer than the head's"),
 )}
 # "auto": the pretrained backbone at every dataset size. It was ahead of the compact CNN on unseen
@@ -96,7 +99,7 @@ def choose(cfg: Config, backbone: str | None = None, size: str | None = None) ->
 
 def resolve(cfg: Config) -> Config:
     """A copy of ``cfg`` as it will be trained: "auto" replaced by the backbone, and what was left
-    to the backbone (learning rate, step budget, mirror averaging, size) filled in, so the saved
+    to the backbone (learning rate, step budget, frozen stages, mirror averaging, size) filled in, so the saved
     config and the checkpoint say exactly what was trained."""
     out = copy.deepcopy(cfg)
     chosen = backbone_of(out.model)
@@ -105,6 +108,7 @@ def resolve(cfg: Config) -> Config:
     t.lr = chosen.lr if t.lr is None else t.lr
     t.min_steps = chosen.min_steps if t.min_steps is None else t.min_steps
     t.max_steps = chosen.max_steps if t.max_steps is None else t.max_steps
+    t.freeze_stages = chosen.freeze_stages if t.freeze_stages is None else t.freeze_stages
     out.model.mirror_average = mirror_average(out.model)
     if chosen.sizes:
         m = out.model

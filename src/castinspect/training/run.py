@@ -1,12 +1,15 @@
-"""A training run end to end: fit, then the run's own evaluation, in its run directory.
+"""A training run end to end, within a time budget: the recipe search, the final fit, then the
+run's own evaluation, in its run directory.
 
-RUN_DIR/config.yaml  split.csv  history.csv  model.ckpt  last.ckpt   (``train.fit``)
+RUN_DIR/search.db  search.csv                                       (``search.search``)
+        config.yaml  split.csv  history.csv  model.ckpt  last.ckpt   (``train.fit``)
         metrics.json  report.html                                   (``finish_run``)
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from castinspect.core.config import Config
@@ -21,23 +24,70 @@ from castinspect.evaluation.evaluate import (
 )
 from castinspect.inference.predict import Predictor
 from castinspect.models.checkpoint import Checkpoint, save_checkpoint
-from castinspect.training.train import Progress, TrainResult, fit
+from castinspect.training.inputs import TrainingData, part_on_background, resolve_locate
+from castinspect.training.search import DEFAULT_BUDGET, SEARCH_SHARE
+from castinspect.training.search import search as run_search
+from castinspect.training.train import Progress, TrainResult, fit, prepare_run_dir
 
 
 def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
-                       resume: bool = False, progress: Progress | None = None) -> tuple[TrainResult, dict]:
-    """fit(), then metrics.json and report.html: validation, and the test split when there is one
-    (reported only: by then every choice has been made on validation)."""
-    result = fit(cfg, data_root, run_dir, resume=resume, progress=progress)
+                       resume: bool = False, progress: Progress | None = None,
+                       budget: float = DEFAULT_BUDGET, search: bool = False) -> tuple[TrainResult, dict]:
+    """A whole run within ``budget`` seconds: the recipe search (unless ``search`` is off), the
+    final fit with the chosen recipe, then metrics.json and report.html: validation, and the test
+    split when there is one (reported only: by then every choice has been made on validation)."""
+    t0 = time.perf_counter()
+    progress = progress or Progress()
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume)
+    if resume and (run_dir / "last.ckpt").exists():
+        search = False  # the final fit had begun: its recipe is the run's config.yaml
+    else:
+        cfg.save(run_dir / "config.yaml")  # the search's starting point, which --resume reads back
     test: ImageSet | None = None
     if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
+        test = load_split(data_root, "test")
+    located = cfg.data.locate == "auto"
+    locate_choice = search and located and part_on_background(data_root, cfg.data.split_seed)
+    base = cfg if locate_choice else resolve_locate(cfg, data_root)
+    if located and not locate_choice:
+        progress.message(f"part localisation: {base.data.locate} (data.locate auto)")
+    data = TrainingData(base, data_root)
+    train, val = data.decoded(base.model.input_size, base.data.locate == "on")
+    reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0))
+    trials = None
+    if search:
+        left = budget - (time.perf_counter() - t0) - reserve
+        found = run_search(base, data, run_dir, SEARCH_SHARE * left, progress, locate_choice, resume)
+        cfg, trials = found.config, found.trials
+        progress.message(f"recipe: {describe_recipe(cfg)}")
+    result = fit(cfg, data_root, run_dir, resume=True, progress=progress, deadline=t0 + budget - reserve, data=data)
+    if test is not None:
         test = load_split(data_root, "test", result.checkpoint.classes)
-    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None)  # an empty test is none
+    metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None, trials)  # an empty test is none
+    metrics["run_seconds"] = time.perf_counter() - t0
+    write_metrics(run_dir / "metrics.json", metrics)
     return result, metrics
 
 
+def evaluation_reserve(photos: int) -> float:
+    """Seconds kept back from a run's budget for its final evaluation and report (a generous
+    guess: the model that will be evaluated does not exist yet)."""
+    return 15.0 + 0.01 * photos
+
+
+def describe_recipe(cfg: Config) -> str:
+    from castinspect.models.registry import resolve
+
+    cfg = resolve(cfg)
+    m, a, t = cfg.model, cfg.augment, cfg.train
+    return (f"{m.backbone}, {m.input_size}px, {m.normalize}, mirror {m.mirror_average}, lr {t.lr:.2g}, "
+            f"brightness {a.brightness:g}, rotation {a.rotate_deg:g}, flips {a.flips}, zoom {a.scale:g}, "
+            f"locate {cfg.data.locate}")
+
+
 def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
-               test: ImageSet | None) -> dict:
+               test: ImageSet | None, search: list[dict] | None = None) -> dict:
     """After training: metrics on validation (what chose the model) and, for reporting only, on
     the test split when there is one. Writes metrics.json and report.html; returns the metrics."""
     from castinspect.evaluation.report import (
@@ -57,13 +107,16 @@ def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
         "flops": ckpt.info.get("flops"),
         "train_seconds": ckpt.info.get("train_seconds"),
         "epochs_run": ckpt.info.get("epochs_run"),
+        "steps": ckpt.info.get("steps"),
         **{r.name: r.metrics for r in results},
     }
+    if search is not None:
+        metrics["search"] = search
     write_metrics(run_dir / "metrics.json", metrics)
     # The checkpoint carries its metrics so `castinspect info` can show them without the run dir.
     ckpt.info["metrics"] = finite({r.name: headline(r.metrics) for r in results})
     save_checkpoint(ckpt, run_dir / "model.ckpt")
-    write_report(run_dir / "report.html", results, predictor, history_csv=run_dir / "history.csv")
+    write_report(run_dir / "report.html", results, predictor, history_csv=run_dir / "history.csv", search=search)
     return metrics
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from castinspect.core.config import Config
 from castinspect.core.decision import defect_probability, resolve_ok_index
-from castinspect.core.io import ImageError, read_image
+from castinspect.core.io import ImageError
 from castinspect.core.runtime import (
     seed_everything,
     set_threads,
@@ -33,17 +33,7 @@ from castinspect.core.runtime import (
     tune_allocator,
 )
 from castinspect.data.augment import augment_batch
-from castinspect.data.datasets import (
-    Decoded,
-    decode_set,
-    is_manifest,
-    load_folder,
-    load_split,
-    read_manifest,
-    split_dir,
-    write_manifest,
-)
-from castinspect.data.split import stratified_group_split, stratified_split
+from castinspect.data.datasets import Decoded, is_manifest, write_manifest
 from castinspect.evaluation.metrics import choose_threshold, fit_temperature
 from castinspect.models.checkpoint import Checkpoint, load_resume_state, save_checkpoint
 from castinspect.models.network import (
@@ -55,6 +45,8 @@ from castinspect.models.network import (
     to_input,
 )
 from castinspect.models.registry import bf16_training, build_model, resolve
+from castinspect.training.inputs import TrainingData, resolve_locate, train_counts
+from castinspect.training.schedule import Schedule, TimeProbe, plan
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
@@ -73,82 +65,11 @@ class Progress:
     """What the training loop reports; the CLI plugs a progress bar in, tests plug nothing."""
 
     def start(self, epochs: int, steps_per_epoch: int) -> None: ...
+    def replan(self, total_steps: int) -> None: ...  # a time limit cut the run to this many steps
     def step(self, loss: float, acc: float) -> None: ...
     def epoch(self, row: dict) -> None: ...
     def message(self, text: str) -> None: ...
     def close(self) -> None: ...
-
-
-def schedule_length(epochs: int, patience: int, steps_per_epoch: int, min_steps: int,
-                    max_steps: int = 0) -> tuple[int, int]:
-    """(epochs, patience) stretched by the same factor so a run makes at least ``min_steps`` steps,
-    or shrunk so it makes at most ``max_steps`` (0: no cap; never below one epoch)."""
-    steps = epochs * steps_per_epoch
-    if max_steps and steps > max_steps:
-        shrink = max_steps / steps
-        return max(1, math.floor(epochs * shrink)), max(1, math.ceil(patience * shrink))
-    stretch = max(1.0, min_steps / steps)
-    return math.ceil(epochs * stretch), math.ceil(patience * stretch)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def resolve_locate(cfg: Config, data_root: str | os.PathLike, sample: int = 200) -> Config:
-    """``cfg`` with ``data.locate: auto`` decided: on when a part stands on a background in nearly
-    every one of (up to ``sample``) training photos, off otherwise (a texture, a strip)."""
-    from castinspect.core.parallel import decode_all
-    from castinspect.data.locate import AUTO_SHARE, MODES, located_share
-
-    if cfg.data.locate not in MODES:
-        raise ValueError(f"data.locate must be one of {', '.join(MODES)}, not {cfg.data.locate!r}")
-    if cfg.data.locate != "auto":
-        return cfg
-    paths = load_split(data_root, "train").paths
-    pick = np.random.default_rng(cfg.data.split_seed).permutation(len(paths))[:sample]
-    photos = [p for p in decode_all(read_image, [paths[i] for i in pick]) if not isinstance(p, ImageError)]
-    out = copy.deepcopy(cfg)
-    out.data.locate = "on" if located_share(photos) >= AUTO_SHARE else "off"
-    return out
-
-
-def split_train_val(cfg: Config, data_root: str | os.PathLike) -> tuple[Decoded, Decoded, list[ImageError]]:
-    """Decoded training and validation photos: a manifest's train and val rows as written, or a
-    validation split carved from a folder's ``train`` photos (grouped by part by default).
-    ``cfg.data.locate`` must be resolved ("on" or "off": ``resolve_locate``)."""
-    if cfg.data.locate not in ("on", "off"):
-        raise ValueError(f"data.locate must be resolved to on or off here, not {cfg.data.locate!r}")
-    locate = cfg.data.locate == "on"
-    if is_manifest(data_root):
-        train_set = read_manifest(data_root, "train")
-        train = decode_set(train_set, cfg.model.input_size, strict=cfg.data.strict, locate=locate)
-        val = decode_set(read_manifest(data_root, "val", train_set.classes), cfg.model.input_size, locate=locate,
-                         strict=cfg.data.strict)
-        if not len(train.labels) or not len(val.labels):
-            raise ValueError(f"{data_root}: the manifest needs readable train and val rows")
-        return train, val, train.errors + val.errors
-    images = load_folder(split_dir(data_root, "train"))
-    decoded = decode_set(images, cfg.model.input_size, strict=cfg.data.strict, locate=locate)
-    if cfg.data.grouped_split:
-        from castinspect.data.parts import group_photos
-
-        groups = group_photos(decoded.paths)
-        keep, held = stratified_group_split(decoded.labels, groups, cfg.data.val_fraction, cfg.data.split_seed)
-    else:
-        keep, held = stratified_split(decoded.labels, cfg.data.val_fraction, cfg.data.split_seed)
-    if len(held) == 0 or len(keep) == 0:
-        raise ValueError("too few readable training images to carve a validation split")
-
-    def part(idx: np.ndarray) -> Decoded:
-        return Decoded(decoded.images[idx], decoded.labels[idx], decoded.classes,
-                       [decoded.paths[i] for i in idx])
-
-    return part(keep), part(held), decoded.errors
 
 
 class WeightAverage:
@@ -178,18 +99,20 @@ class WeightAverage:
                 avg.copy_(new)  # e.g. BatchNorm's batch counter
 
 
-def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, x_train: torch.Tensor,
-                    y_train: torch.Tensor, cfg: Config, g: torch.Generator, bf16: bool,
-                    progress: Progress, average: WeightAverage | None = None) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training images; returns (mean loss, accuracy)."""
+def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, x_train: torch.Tensor, y_train: torch.Tensor,
+                schedule: Schedule, epoch: int, cfg: Config, g: torch.Generator, bf16: bool, progress: Progress,
+                average: WeightAverage | None = None, after_step=None) -> tuple[float, float]:
+    """Epoch ``epoch``: batches of the shuffled, augmented training images, as many as the schedule
+    gives it (fewer than a full pass when a time limit cut the run); returns (mean loss, accuracy)
+    over them. ``after_step(i)`` is called after each step (the time probe, which may cut it)."""
     model.train()
     batch_size = cfg.train.batch_size
     order = torch.randperm(len(y_train), generator=g)
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device
+    loss_sum, correct, seen, i = 0.0, 0, 0, 0
+    while i < schedule.steps_in(epoch):
+        idx = order[i * batch_size:(i + 1) * batch_size]
         x = augment_batch(to_input(x_train[idx]), cfg.augment, g)  # on the CPU: its generator is the run's
         x = x.to(device).contiguous(memory_format=torch.channels_last)
         y = y_train[idx].to(device)
@@ -205,8 +128,12 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         batch_correct = int((logits.argmax(1) == y).sum())
         loss_sum += loss.item() * len(idx)
         correct += batch_correct
+        seen += len(idx)
         progress.step(loss.item(), batch_correct / len(idx))
-    return loss_sum / len(y_train), correct / len(y_train)
+        if after_step is not None:
+            after_step(i)
+        i += 1
+    return loss_sum / max(1, seen), correct / max(1, seen)
 
 
 def validate(model: torch.nn.Module, val: Decoded) -> tuple[float, float]:
@@ -217,15 +144,129 @@ def validate(model: torch.nn.Module, val: Decoded) -> tuple[float, float]:
     return float(loss), float((probs.argmax(1) == labels).float().mean())
 
 
-def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
-        resume: bool = False, progress: Progress | None = None) -> TrainResult:
+@dataclass
+class Trained:
+    """What ``train_model`` leaves: the chosen weights (on the CPU) and how it got there."""
+
+    model: torch.nn.Module
+    history: list[dict]
+    best_epoch: int
+    schedule: Schedule
+    bf16: bool
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps run (early stopping may end a run before its schedule does)."""
+        return sum(self.schedule.steps_in(e) for e in range(len(self.history)))
+
+
+def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | None = None,
+                deadline: float | None = None, on_epoch=None, state_path: Path | None = None,
+                resume: bool = False) -> Trained:
+    """Train ``cfg`` (resolved: ``registry.resolve``) on ``train``, choosing the epoch on ``val``.
+
+    ``deadline`` (a ``time.perf_counter`` value): the schedule is cut, once, after its first steps,
+    so that training and validation end by then. ``on_epoch(row)`` sees every epoch's numbers
+    (it may raise to stop the run, as a search's pruner does). ``state_path``: where the resume
+    state is kept (``last.ckpt``), and read from with ``resume``.
+    """
+    progress = progress or Progress()
+    tc = cfg.train
+    g = seed_everything(tc.seed, tc.deterministic)  # before the model: its initial weights are drawn
+    device = training_device(tc.device)
+    model = build_model(cfg.model, len(train.classes), pretrained=True).to(device, memory_format=torch.channels_last)
+    for module in model.early_stages(tc.freeze_stages or 0):
+        module.requires_grad_(False)  # (their BatchNorm statistics still follow the new photos)
+    bf16 = bf16_training(cfg) and device.type == "cpu"  # (AMX is a CPU's; a GPU trains in fp32 here)
+    schedule = plan(tc, len(train.labels))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.lr(step))
+
+    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    history: list[dict] = []
+    best_loss, best_state, stale, start_epoch = math.inf, None, 0, 0
+    if resume and state_path is not None and state_path.exists():
+        state = load_resume_state(state_path)
+        model.load_state_dict(state["model"])
+        if average is not None and state.get("average") is not None:
+            average.model.load_state_dict(state["average"])
+            average.updates = state["average_updates"]
+        optimizer.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"])
+        if (state.get("schedule") or {}).get("cut"):
+            schedule = Schedule(**state["schedule"])  # a run cut to a time limit resumes as cut
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_loss, stale = state["history"], state["best_loss"], state["stale"]
+        best_state, start_epoch = state["best_state"], state["epoch"]
+        progress.message(f"resuming after epoch {start_epoch}")
+    elif schedule.epochs != tc.epochs:
+        progress.message(f"schedule: {schedule.epochs} epochs of {schedule.steps_per_epoch} steps, not {tc.epochs} "
+                         f"(train.min_steps {tc.min_steps}, train.max_steps {tc.max_steps})")
+
+    selects = len(val.labels) >= tc.min_val_to_select
+    if not selects:
+        progress.message(f"validation holds {len(val.labels)} photos (< {tc.min_val_to_select}): "
+                         "no early stopping or calibration; the last weights are kept")
+    probe = TimeProbe(schedule, deadline, val, average.model if average is not None else model, progress) \
+        if deadline is not None and start_epoch == 0 else None
+    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    progress.start(schedule.epochs, schedule.steps_per_epoch)
+    save_every = math.ceil(20 / schedule.steps_per_epoch)
+    epoch = start_epoch
+    while epoch < schedule.epochs and stale < schedule.patience:
+        t_epoch = time.perf_counter()
+        train_loss, train_acc = train_steps(model, optimizer, scheduler, x_train, y_train, schedule, epoch,
+                                            cfg, g, bf16, progress, average,
+                                            probe.after_step if probe is not None and epoch == 0 else None)
+        # The model that would ship (the weight average, when on) is validated in fp32, as the
+        # Predictor will run it: the checkpoint is chosen on the numbers it will actually produce.
+        shipped = average.model if average is not None else model
+        val_loss, val_acc = validate(shipped, val)
+        epoch += 1
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
+               "seconds": time.perf_counter() - t_epoch}
+        history.append(row)
+        if selects and val_loss < best_loss:
+            best_loss, stale = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in shipped.state_dict().items()}
+        elif selects:
+            stale += 1
+        progress.epoch(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        # On a tiny dataset an epoch is a step or two: keep the resume state every ~20 steps.
+        if state_path is None or (epoch % save_every and epoch < schedule.epochs and stale < schedule.patience):
+            continue
+        write_history(state_path.parent / "history.csv", history)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "average": average.model.state_dict() if average is not None else None,
+                    "average_updates": average.updates if average is not None else 0,
+                    "scheduler": scheduler.state_dict(), "generator": g.get_state(),
+                    "schedule": schedule.to_dict(), "history": history, "best_loss": best_loss,
+                    "stale": stale, "best_state": best_state, "epoch": epoch}, state_path)
+    progress.close()
+
+    if not selects:
+        best_state = (average.model if average is not None else model).state_dict()
+    model.load_state_dict(best_state)
+    model = model.to("cpu", memory_format=torch.contiguous_format)
+    best_epoch = int(np.argmin([h["val_loss"] for h in history]) + 1) if selects else len(history)
+    return Trained(model, history, best_epoch, schedule, bf16)
+
+
+def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
+        progress: Progress | None = None, deadline: float | None = None,
+        data: TrainingData | None = None) -> TrainResult:
+    """Train ``cfg`` on ``data_root`` into ``run_dir``. ``deadline``: see ``train_model``;
+    ``data``: the run's photos already split and decoded (a recipe search's)."""
     progress = progress or Progress()
     if cfg.train.epochs < 1:
         raise ValueError("epochs must be at least 1")
     t_start = time.perf_counter()
     tune_allocator()
     set_threads(cfg.train.threads)
-    g = seed_everything(cfg.train.seed, cfg.train.deterministic)
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
     cfg.save(run_dir / "config.yaml")
@@ -234,7 +275,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
     cfg = resolve_locate(cfg, data_root)
     if located:
         progress.message(f"part localisation: {cfg.data.locate} (data.locate auto)")
-    train, val, skipped = split_train_val(cfg, data_root)
+    data = data or TrainingData(cfg, data_root)
+    train, val = data.decoded(cfg.model.input_size, cfg.data.locate == "on")
+    skipped = data.errors
     auto = cfg.model.backbone == "auto"
     cfg = resolve(cfg)  # the config saved says what was trained: backbone, mirror averaging, size
     cfg.save(run_dir / "config.yaml")
@@ -255,81 +298,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
                              "p(defect) to set a threshold on (set data.ok_class if one of them is)")
         progress.message(f"no OK class among {classes}: the model classifies the defect type")
 
-    device = training_device(cfg.train.device)
-    model = build_model(cfg.model, len(classes), pretrained=True).to(device, memory_format=torch.channels_last)
-    bf16 = bf16_training(cfg) and device.type == "cpu"  # (AMX is a CPU's; a GPU trains in fp32 here)
-    tc = cfg.train
-    steps_per_epoch = math.ceil(len(train.labels) / tc.batch_size)
-    epochs, patience = schedule_length(tc.epochs, tc.patience, steps_per_epoch, tc.min_steps, tc.max_steps)
-    if epochs != tc.epochs:
-        progress.message(f"schedule: {epochs} epochs of {steps_per_epoch} steps, not {tc.epochs} "
-                         f"(train.min_steps {tc.min_steps}, train.max_steps {tc.max_steps})")
-    total_steps = steps_per_epoch * epochs
-    warmup = int(tc.warmup_epochs * steps_per_epoch * epochs / tc.epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
-
-    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
-    history: list[dict] = []
-    best_loss, best_state, stale, start_epoch = math.inf, None, 0, 0
-    if resume and (run_dir / "last.ckpt").exists():
-        state = load_resume_state(run_dir / "last.ckpt")
-        model.load_state_dict(state["model"])
-        if average is not None and state.get("average") is not None:
-            average.model.load_state_dict(state["average"])
-            average.updates = state["average_updates"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        g.set_state(state["generator"])
-        history, best_loss, stale = state["history"], state["best_loss"], state["stale"]
-        best_state, start_epoch = state["best_state"], state["epoch"]
-        progress.message(f"resuming after epoch {start_epoch}")
-
-    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    trained = train_model(cfg, train, val, progress, deadline, state_path=run_dir / "last.ckpt", resume=resume)
+    model, tc = trained.model, cfg.train
     selects = len(val.labels) >= tc.min_val_to_select
-    if not selects:
-        progress.message(f"validation holds {len(val.labels)} photos (< {tc.min_val_to_select}): "
-                         "no early stopping or calibration; the last weights are kept")
-    progress.start(epochs, steps_per_epoch)
-    save_every = math.ceil(20 / steps_per_epoch)
-    for epoch in range(start_epoch, epochs):
-        if stale >= patience:
-            break
-        t_epoch = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, x_train, y_train, cfg, g, bf16,
-                                                progress, average)
-        # The model that would ship (the weight average, when on) is validated in fp32, as the
-        # Predictor will run it: the checkpoint is chosen on the numbers it will actually produce.
-        shipped = average.model if average is not None else model
-        val_loss, val_acc = validate(shipped, val)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-               "seconds": time.perf_counter() - t_epoch}
-        history.append(row)
-        if not selects:
-            pass  # the last weights are kept (below)
-        elif val_loss < best_loss:
-            best_loss, stale = val_loss, 0
-            best_state = {k: v.detach().clone() for k, v in shipped.state_dict().items()}
-        else:
-            stale += 1
-        progress.epoch(row)
-        # On a tiny dataset an epoch is a step or two: keep the resume state every ~20 steps.
-        if (epoch + 1) % save_every and epoch + 1 < epochs and stale < patience:
-            continue
-        write_history(run_dir / "history.csv", history)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "average": average.model.state_dict() if average is not None else None,
-                    "average_updates": average.updates if average is not None else 0,
-                    "scheduler": scheduler.state_dict(), "generator": g.get_state(),
-                    "history": history, "best_loss": best_loss, "stale": stale,
-                    "best_state": best_state, "epoch": epoch + 1}, run_dir / "last.ckpt")
-    progress.close()
-
-    if not selects:
-        best_state = (average.model if average is not None else model).state_dict()
-    model.load_state_dict(best_state)
-    model = model.to("cpu", memory_format=torch.contiguous_format)
     temperature, threshold = operating_point(model, val, ok_index, tc.calibrate and selects, tc.target_recall)
     seconds = time.perf_counter() - t_start
     info = {
@@ -337,21 +308,24 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
                  "val_split": ("from the manifest" if is_manifest(data_root)
                                else "grouped by part" if cfg.data.grouped_split else "stratified by photo"),
                  "skipped": [str(e) for e in skipped]},
-        "epochs_run": len(history),
-        "best_epoch": int(np.argmin([h["val_loss"] for h in history]) + 1) if selects else len(history),
+        "epochs_run": len(trained.history),
+        "best_epoch": trained.best_epoch,
+        "steps": trained.steps,
+        "schedule_cut_to_time": trained.schedule.cut,
         "train_seconds": seconds,
         "parameters": count_parameters(model),
         "flops": count_flops(model, cfg.model.input_size),
-        "bf16": bf16,
+        "bf16": trained.bf16,
         "threshold_rule": ("none: no OK class" if ok_index is None else "0.5" if tc.target_recall is None
                            else f"validation recall >= {tc.target_recall}"),
         # the training curves travel with the model, for any later report of it
-        "history": [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in history],
+        "history": [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
+                    for row in trained.history],
     }
     ckpt = Checkpoint(cfg, classes, ok_index, threshold,
                       {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature)
     save_checkpoint(ckpt, run_dir / "model.ckpt")
-    return TrainResult(run_dir, ckpt, history, val, skipped, seconds)
+    return TrainResult(run_dir, ckpt, trained.history, val, skipped, seconds)
 
 
 def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int | None, calibrate: bool = True,
@@ -364,10 +338,6 @@ def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int | None, 
         return temperature, 0.5
     p_defect = defect_probability(softmax(logits, temperature), ok_index)
     return temperature, choose_threshold((val.labels != ok_index).astype(int), p_defect, target_recall)
-
-
-def train_counts(part: Decoded) -> dict[str, int]:
-    return {c: int((part.labels == i).sum()) for i, c in enumerate(part.classes)}
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
