@@ -27,6 +27,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "casting-default": "The casting data with the default train (recipe search, 10-minute budget)",
           "casting-no-search": "The casting data with the fixed recipe (--no-search)",
           "learning-curve": "How many labelled photos: the learning curve with the fixed recipe",
+          "moved-framing": "A moved camera in training: the fixed recipe with zoom 0.7-1.3 and 15% shift",
+          "casting-moved-no-search": "The casting data, fixed recipe with moved-camera framing (--no-search)",
           "bundled-test-split": "The bundled model on the test split"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
@@ -62,7 +64,7 @@ def render(name: str, path: Path, data: dict) -> str:
     elif "validation" in data:
         body = training(data)
     elif "runs" in data:
-        body = comparison(data)
+        body = comparison(data, name)
     elif "points" in data:
         body = curve(data)
     else:
@@ -147,14 +149,15 @@ def training(data: dict) -> list[str]:
     return out
 
 
-def comparison(data: dict) -> list[str]:
+def comparison(data: dict, name: str) -> list[str]:
     """The same recipe trained with each setting, judged on its grouped validation split."""
     runs = data["runs"]
     names = list(runs)
     out = [f"Backbone `{data['backbone']}` on `{data['data']}`, one run per setting, the same seed and "
            "validation split (photos of parts the runs never saw); each at its own threshold.", ""]
-    out += metrics_table({f"locate {k}": r["validation"] for k, r in runs.items()})
-    out += table(["", *names], [["training seconds", *(f"{runs[k]['train_seconds']:.0f}" for k in names)],
+    out += metrics_table({k if name != "locate-castnet" else f"locate {k}": r["validation"] for k, r in runs.items()})
+    out += [f"- `{k}`: `{r['evaluate_command']}`" for k, r in runs.items() if r.get("evaluate_command")] + [""]
+    out += table(["", *names], [["training seconds", *(fmt(runs[k].get("train_seconds"), "{:.0f}") for k in names)],
                                 ["lowest accuracy under the suite", *(f"{runs[k]['summary']['lowest_accuracy']:.4f}" for k in names)],
                                 ["lowest under the camera conditions", *(f"{runs[k]['summary']['lowest_accuracy_camera']:.4f}" for k in names)],
                                 ["photometric escapes", *(runs[k]["summary"]["photometric_escapes"] for k in names)],
