@@ -179,7 +179,8 @@ def _search_section(rows: list[dict]) -> str:
         return "" if v is None else f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
 
     keys = ("trial", "state", "seconds", "steps", "val_acc", "val_loss", "objective", "chosen", "params")
-    head = "".join(f"<th>{c.replace('_', ' ').replace('params', 'recipe')}</th>" for c in keys)
+    head = "".join(f"<th>{c}</th>" for c in ("trial", "state", "seconds", "steps", "val acc", "val loss",
+                                              "objective", "chosen", "recipe"))
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows)
     plot = f'<p><img src="{figure_uri(plot_search(rows))}"></p>' if any(r["objective"] is not None for r in rows) else ""
     return ("<h2>Recipe search</h2><p>Judged on the grouped validation split only (objective: error rate "

@@ -44,9 +44,6 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         search = False  # the final fit had begun: its recipe is the run's config.yaml
     else:
         cfg.save(run_dir / "config.yaml")  # the search's starting point, which --resume reads back
-    test: ImageSet | None = None
-    if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
-        test = load_split(data_root, "test")
     located = cfg.data.locate == "auto"
     locate_choice = search and located and part_on_background(data_root, cfg.data.split_seed)
     base = cfg if locate_choice else resolve_locate(cfg, data_root)
@@ -54,6 +51,9 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         progress.message(f"part localisation: {base.data.locate} (data.locate auto)")
     data = TrainingData(base, data_root)
     train, val = data.decoded(base.model.input_size, base.data.locate == "on")
+    test: ImageSet | None = None
+    if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
+        test = load_split(data_root, "test", train.classes)
     reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0))
     trials = None
     if search:
@@ -62,8 +62,6 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         cfg, trials = found.config, found.trials
         progress.message(f"recipe: {describe_recipe(cfg)}")
     result = fit(cfg, data_root, run_dir, resume=True, progress=progress, deadline=t0 + budget - reserve, data=data)
-    if test is not None:
-        test = load_split(data_root, "test", result.checkpoint.classes)
     metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None, trials)  # an empty test is none
     metrics["run_seconds"] = time.perf_counter() - t0
     write_metrics(run_dir / "metrics.json", metrics)

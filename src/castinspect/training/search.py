@@ -3,8 +3,9 @@
 Every trial trains a recipe on the run's training photos for a third of the steps its final fit
 would make (``TRIAL_SHARE``) and is judged on the grouped validation split only: the validation
 error rate at the model's own decision, plus a tenth of the validation loss so that near-ties go
-to the more confident recipe. Successive halving stops weak trials at their first epochs. Trial 0 is the recipe as configured; another recipe replaces
-it only if it beat trial 0 by more than one validation photo's error.
+to the more confident recipe. Successive halving stops weak trials at their first epochs.
+Trial 0 is the recipe as configured; another recipe replaces it only if it beat trial 0 by more
+than one validation photo's error.
 
 The study lives in ``RUN_DIR/search.db`` (Optuna's SQLite storage): ``--resume`` continues it.
 ``RUN_DIR/search.csv`` lists every trial's recipe, validation numbers and time.
@@ -17,7 +18,7 @@ import csv
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from castinspect.core.config import Config
@@ -53,9 +54,7 @@ FIELDS = ["trial", "state", "seconds", "steps", "val_acc", "val_loss", "objectiv
 @dataclass
 class SearchResult:
     config: Config  # the chosen recipe (unresolved: the final fit resolves it)
-    trials: list[dict] = field(default_factory=list)
-    best: dict | None = None
-    seconds: float = 0.0
+    trials: list[dict]  # every trial's row (search.csv), the chosen one marked
 
 
 def apply(base: Config, params: dict) -> Config:
@@ -147,7 +146,6 @@ def search(base: Config, data: TrainingData, run_dir: Path, seconds: float, prog
 
     progress = progress or Progress()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    t0 = time.perf_counter()
     storage = f"sqlite:///{os.path.abspath(run_dir / 'search.db')}"
     if not resume and (run_dir / "search.db").exists():
         (run_dir / "search.db").unlink()
@@ -204,9 +202,7 @@ def search(base: Config, data: TrainingData, run_dir: Path, seconds: float, prog
     chosen = choose_trial(study, len(data.decoded(base.model.input_size, base.data.locate == "on")[1].labels))
     trials = [{**row, "chosen": chosen is not None and row["trial"] == chosen.number} for row in trial_rows(study)]
     write_trials(run_dir / "search.csv", trials)
-    if chosen is None:
-        return SearchResult(copy.deepcopy(base), trials, None, time.perf_counter() - t0)
-    return SearchResult(apply(base, chosen.params), trials, trial_row(chosen), time.perf_counter() - t0)
+    return SearchResult(copy.deepcopy(base) if chosen is None else apply(base, chosen.params), trials)
 
 
 def choose_trial(study, n_val: int):
