@@ -27,6 +27,7 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "casting-default": "The casting data with the default train (recipe search, 10-minute budget)",
           "casting-no-search": "The casting data with the fixed recipe (--no-search)",
           "learning-curve": "How many labelled photos: the learning curve with the fixed recipe",
+          "bundled-validation-at-half": "The bundled model on the grouped validation split at 0.5",
           "moved-framing": "A moved camera in training: the fixed recipe with zoom 0.7-1.3 and 15% shift",
           "casting-moved-no-search": "The casting data, fixed recipe with moved-camera framing (--no-search)",
           "bundled-test-split": "The bundled model on the test split"}
