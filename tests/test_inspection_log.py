@@ -68,7 +68,8 @@ def test_stats_windows(db_url):
                     make("ok", when=now - timedelta(minutes=1)),
                     make("review", when=now - timedelta(minutes=1))])
         s = log.stats(now)
-        assert s["last_hour"] == {"ok": 1, "defective": 1, "review": 1, "total": 3, "reject_rate": pytest.approx(1 / 3)}
+        assert s["last_hour"] == {"ok": 1, "defective": 1, "review": 1, "total": 3, "reject_rate": pytest.approx(1 / 3),
+                                  "labels": {"def_front": 1, "ok_front": 2}}
         assert s["last_24h"]["total"] == 4 and s["all"]["total"] == 5
         assert s["all"]["reject_rate"] == pytest.approx(2 / 5)
 
@@ -117,7 +118,8 @@ def test_export_csv(db_url):
 
 
 def test_migrates_an_old_log_and_keeps_its_rows(db_url):
-    """A log written at schema version 1 is brought up to date on open, its rows intact."""
+    """A log written at schema version 1 is brought up to date on open, its rows intact; it then
+    takes the photos of a model without an OK class (no threshold)."""
     db = Database(parse_url(db_url))
     import castinspect.station.database as il
     saved = il.MIGRATIONS
@@ -134,7 +136,12 @@ def test_migrates_an_old_log_and_keeps_its_rows(db_url):
         row = log.get("old")
         assert row["source"] == "old.jpeg" and row["image_sha256"] is None
         log.record([make("ok")], images=[(b"\x89PNG\r\n\x1a\nxx", "png")])  # the new column works
-        assert log.page()[1] == 2
+        typed = Inspection(source="t.jpeg", label="scratch", score=0.9, p_defect=None, decision="defective",
+                           threshold=None, model="types", scores={"scratch": 0.9, "blowhole": 0.1})
+        log.record([typed])
+        assert log.page()[1] == 3 and log.get(typed.id)["threshold"] is None
+        seqs = [r[0] for r in log._query("SELECT seq FROM inspections ORDER BY seq")]
+        assert seqs == sorted(set(seqs)) and len(seqs) == 3  # numbering carried on after the rebuild
 
 
 def test_newer_schema_is_refused(tmp_path):

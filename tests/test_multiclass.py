@@ -79,9 +79,6 @@ def types_run(tmp_path_factory):
 
 
 def test_a_dataset_without_an_ok_class_classifies_the_type(types_run, tmp_path):
-    from castinspect.station.app import create_app
-    from castinspect.station.log import InspectionLog
-
     root, run_dir, result, metrics = types_run
     assert result.checkpoint.ok_index is None
     test = metrics["test"]
@@ -109,6 +106,59 @@ def test_a_dataset_without_an_ok_class_classifies_the_type(types_run, tmp_path):
                             "--format", "json"])
     items = json.loads(r.stdout)
     assert len(items) == 20 and all(i["p_defect"] is None and i["decision"] == "defective" for i in items)
-    with InspectionLog.open(tmp_path / "log.db") as log, pytest.raises(ValueError, match="OK class"):
-        create_app(predictor, log)
+
+
+def test_the_station_serves_a_defect_type_model(types_run, db_url):
+    """Every part is defective; the record and the answer name the type, without a threshold."""
+    from fastapi.testclient import TestClient
+
+    from castinspect.station.app import create_app
+    from castinspect.station.log import InspectionLog
+
+    root, run_dir, _, _ = types_run
+    photo = next((root / "test" / "scratch").iterdir())
+    with InspectionLog.open(db_url) as log, TestClient(create_app(Predictor.load(run_dir / "model.ckpt"), log)) as c:
+        model = c.get("/v1/model").json()
+        assert model["task"] == "defect types" and model["ok_class"] is None and model["threshold"] is None
+        body = c.post("/v1/inspect?heatmap=1", files={"file": (photo.name, photo.read_bytes(), "image/png")}).json()
+        assert body["decision"] == "defective" and body["label"] in ("blowhole", "scratch")
+        assert body["p_defect"] is None and body["threshold"] is None and body["heatmap_png"]
+        row = log.get(body["id"])
+        assert row["label"] == body["label"] and row["threshold"] is None and set(row["scores"]) == {"blowhole", "scratch"}
+        assert c.get("/v1/stats").json()["last_24h"]["labels"] == {body["label"]: 1}
+
+
+def test_the_operator_page_shows_the_type(types_run, tmp_path):
+    """In a real Chromium: the verdict is the type, the counters count types, no threshold."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from services import ThreadedServer, chromium_driver
+
+    from castinspect.station.app import create_app
+    from castinspect.station.log import InspectionLog
+
+    root, run_dir, _, _ = types_run
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        server = ThreadedServer(create_app(Predictor.load(run_dir / "model.ckpt"), log))
+        driver = chromium_driver()
+        try:
+            driver.get(server.url + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(lambda d: "defect types" in d.find_element(By.ID, "model").text)
+            assert "threshold" not in driver.find_element(By.ID, "model").text
+            counters = driver.find_elements(By.CSS_SELECTOR, "#counters .counter")
+            assert [c.text.split("\n")[0] for c in counters] == ["blowhole", "scratch"]
+            driver.find_element(By.ID, "file-input").send_keys(str(next((root / "test" / "blowhole").iterdir())))
+            verdict = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict"))[0]
+            (row,), _ = log.page()
+            assert verdict.text == row["label"] and "defective" in verdict.get_attribute("class")
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent tbody tr")) == 1)
+            cell = driver.find_elements(By.CSS_SELECTOR, "#recent tbody td")[3].text
+            assert cell.startswith(row["label"] + " ")
+            wait.until(lambda d: sum(int(c.text.split("\n")[1]) for c in
+                                     d.find_elements(By.CSS_SELECTOR, "#counters .counter")
+                                     if c.text.split("\n")[1].isdigit()) == 1)
+        finally:
+            driver.quit()
+            server.stop()
 

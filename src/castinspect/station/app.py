@@ -23,10 +23,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False) -> FastAPI:
-    """The service around one Predictor and one InspectionLog (both owned by the caller)."""
-    if predictor.ok_index is None:
-        raise ValueError("this model has no OK class (it classifies defect types); the station judges "
-                         "parts ok / defective and needs a model with an OK class")
+    """The service around one Predictor and one InspectionLog (both owned by the caller). A model
+    without an OK class is served too: every part is defective, its record names the type."""
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images)
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
     app = FastAPI(title="castinspect", version="1", docs_url=None, redoc_url=None,

@@ -2,7 +2,8 @@
 and the schema's migrations.
 
 The schema is versioned: ``MIGRATIONS`` is an append-only list, applied in order inside a
-transaction, and the version reached is kept in ``schema_version``.
+transaction, and the version reached is kept in ``schema_version``. A migration is its statements,
+or where the dialects differ (SQLite cannot drop a constraint in place) one tuple per dialect.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ _TYPES = {
     "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION", "blob": "BYTEA"},
 }
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+Migration = tuple[str, ...] | dict[str, tuple[str, ...]]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the inspections themselves
     (
         """CREATE TABLE inspections (
@@ -50,6 +53,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "ALTER TABLE inspections ADD COLUMN image_sha256 TEXT",
     ),
+    # 3: no threshold for a model that classifies defect types (no OK class, no p(defect))
+    {
+        "postgresql": ("ALTER TABLE inspections ALTER COLUMN threshold DROP NOT NULL",),
+        # SQLite rebuilds the table (its documented way to change a constraint), rows and seq kept.
+        "sqlite": (
+            """CREATE TABLE inspections_3 (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                time TEXT NOT NULL,
+                source TEXT NOT NULL,
+                label TEXT,
+                score REAL,
+                p_defect REAL,
+                decision TEXT,
+                threshold REAL,
+                model TEXT NOT NULL,
+                scores TEXT,
+                latency_ms REAL,
+                station TEXT,
+                image_sha256 TEXT
+            )""",
+            "INSERT INTO inspections_3 SELECT seq, id, time, source, label, score, p_defect, decision, "
+            "threshold, model, scores, latency_ms, station, image_sha256 FROM inspections",
+            "DROP TABLE inspections",
+            "ALTER TABLE inspections_3 RENAME TO inspections",
+            "CREATE INDEX inspections_time ON inspections (time)",
+            "CREATE INDEX inspections_decision ON inspections (decision, seq)",
+        ),
+    },
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -156,7 +188,8 @@ def migrate(db: Database) -> int:
         if found > SCHEMA_VERSION:
             raise RuntimeError(f"the log has schema version {found}, newer than this castinspect "
                                f"understands ({SCHEMA_VERSION}); upgrade castinspect")
-        for statements in MIGRATIONS[found:]:
+        for migration in MIGRATIONS[found:]:
+            statements = migration[db.dialect] if isinstance(migration, dict) else migration
             for statement in statements:
                 db.execute(statement.format(**_TYPES[db.dialect]))
         if row is None:

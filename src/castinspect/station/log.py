@@ -182,17 +182,26 @@ class InspectionLog:
             out[decision] = int(n)
         return out
 
+    def label_counts(self, since: str | None = None) -> dict[str, int]:
+        """Judged inspections per label (class, or defect type), all time or from ``since`` on."""
+        where, params = ("AND time >= ?", [since]) if since else ("", [])
+        rows = self._query(f"SELECT label, COUNT(*) FROM inspections WHERE label IS NOT NULL {where} "
+                           f"GROUP BY label ORDER BY label", params)
+        return {label: int(n) for label, n in rows}
+
     def stats(self, now: datetime | None = None,
               windows: tuple[tuple[str, timedelta | None], ...] = (
                   ("last_hour", timedelta(hours=1)), ("last_24h", timedelta(days=1)), ("all", None))) -> dict:
-        """Counts and reject rate (defective / all judged) over recent windows."""
+        """Counts per decision and per label, and the reject rate (defective / all judged), over
+        recent windows."""
         now = now or datetime.now(timezone.utc)
         out = {}
         for name, span in windows:
             since = (now - span).isoformat(timespec="milliseconds") if span else None
             c = self.counts(since)
             total = sum(c.values())
-            out[name] = {**c, "total": total, "reject_rate": c["defective"] / total if total else None}
+            out[name] = {**c, "total": total, "reject_rate": c["defective"] / total if total else None,
+                         "labels": self.label_counts(since)}
         return out
 
     def iter_rows(self, batch: int = 1000) -> Iterator[dict]:

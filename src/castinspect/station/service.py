@@ -81,7 +81,9 @@ class Station:
 
     def model(self) -> dict:
         p = self.predictor
-        return {"model": p.model_id, "classes": p.classes, "threshold": p.threshold,
+        ok_class = None if p.ok_index is None else p.classes[p.ok_index]
+        return {"model": p.model_id, "classes": p.classes, "ok_class": ok_class,
+                "task": "ok / defective" if ok_class else "defect types", "threshold": p.threshold,
                 "input_size": p.input_size, "backend": p.backend.name, "heatmaps": p.checkpoint is not None}
 
     def health(self) -> JSONResponse:
