@@ -70,8 +70,10 @@ def test_ok_class_resolution():
 
 @pytest.fixture(scope="module")
 def types_run(tmp_path_factory):
-    """Defect types only, as NEU-DET has them: blowholes and scratches, no OK class."""
-    root = write_classes(tmp_path_factory.mktemp("types"), {"blowhole": "blob", "scratch": "scratch"},
+    """Defect types only, as NEU-DET has them, no OK class: blowholes, and a surface type that
+    leaves no dark mark (a tiny CNN trained from scratch for seconds tells blobs from scratches
+    only for some seeds; this pair it learns for every seed tried)."""
+    root = write_classes(tmp_path_factory.mktemp("types"), {"blowhole": "blob", "scale": None},
                          100, np.random.default_rng(4))
     run_dir = tmp_path_factory.mktemp("types_run")
     result, metrics = train_and_evaluate(tiny_config(30), root, run_dir)
@@ -83,11 +85,11 @@ def test_a_dataset_without_an_ok_class_classifies_the_type(types_run, tmp_path):
     assert result.checkpoint.ok_index is None
     test = metrics["test"]
     assert test["task"] == "defect types" and test["threshold"] is None and "escapes" not in test
-    assert test["accuracy"] >= 0.8 and test["confusion_matrix"] and set(test["per_class"]) == {"blowhole", "scratch"}
+    assert test["accuracy"] >= 0.8 and test["confusion_matrix"] and set(test["per_class"]) == {"blowhole", "scale"}
     predictor = Predictor.load(run_dir / "model.ckpt")
     assert predictor.ok_index is None and predictor.threshold is None
-    insp = predictor.predict_one(next((root / "test" / "scratch").iterdir()))
-    assert insp.label in ("blowhole", "scratch") and insp.decision == "defective"
+    insp = predictor.predict_one(next((root / "test" / "scale").iterdir()))
+    assert insp.label in ("blowhole", "scale") and insp.decision == "defective"
     assert insp.p_defect is None and insp.threshold is None and insp.score == pytest.approx(insp.scores[insp.label])
     with pytest.raises(ValueError, match="no OK class"):
         Predictor.load(run_dir / "model.ckpt", threshold=0.3)
@@ -116,15 +118,15 @@ def test_the_station_serves_a_defect_type_model(types_run, db_url):
     from castinspect.station.log import InspectionLog
 
     root, run_dir, _, _ = types_run
-    photo = next((root / "test" / "scratch").iterdir())
+    photo = next((root / "test" / "scale").iterdir())
     with InspectionLog.open(db_url) as log, TestClient(create_app(Predictor.load(run_dir / "model.ckpt"), log)) as c:
         model = c.get("/v1/model").json()
         assert model["task"] == "defect types" and model["ok_class"] is None and model["threshold"] is None
         body = c.post("/v1/inspect?heatmap=1", files={"file": (photo.name, photo.read_bytes(), "image/png")}).json()
-        assert body["decision"] == "defective" and body["label"] in ("blowhole", "scratch")
+        assert body["decision"] == "defective" and body["label"] in ("blowhole", "scale")
         assert body["p_defect"] is None and body["threshold"] is None and body["heatmap_png"]
         row = log.get(body["id"])
-        assert row["label"] == body["label"] and row["threshold"] is None and set(row["scores"]) == {"blowhole", "scratch"}
+        assert row["label"] == body["label"] and row["threshold"] is None and set(row["scores"]) == {"blowhole", "scale"}
         assert c.get("/v1/stats").json()["last_24h"]["labels"] == {body["label"]: 1}
 
 
@@ -147,7 +149,7 @@ def test_the_operator_page_shows_the_type(types_run, tmp_path):
             wait.until(lambda d: "defect types" in d.find_element(By.ID, "model").text)
             assert "threshold" not in driver.find_element(By.ID, "model").text
             counters = driver.find_elements(By.CSS_SELECTOR, "#counters .counter")
-            assert [c.text.split("\n")[0] for c in counters] == ["blowhole", "scratch"]
+            assert [c.text.split("\n")[0] for c in counters] == ["blowhole", "scale"]
             driver.find_element(By.ID, "file-input").send_keys(str(next((root / "test" / "blowhole").iterdir())))
             verdict = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict"))[0]
             (row,), _ = log.page()

@@ -70,7 +70,19 @@ class AugmentConfig:
     rotate_deg: float = 180.0  # random rotation through any angle (parts arrive turned)
     shift: float = 0.06  # fraction of the image
     scale: float = 0.15  # +-15% zoom
+    # Perspective: one edge of the frame up to 2 x tilt narrower than the opposite one, in a
+    # random direction (a camera not square to the part).
+    tilt: float = 0.05
     brightness: float = 0.4  # +-40%
+    # Exposure off by up to this many stops either way, clipped as a sensor clips: over-exposure
+    # erases the bright faces a gain alone (undone by per-photo standardisation) leaves intact.
+    # Off where the training photos show no part on a background (``training.inputs``): on a
+    # surface texture, clipping erases what the defect classes differ in.
+    exposure: float = 1.0
+    # The background around the part (as the localiser finds it) up to this much lighter or
+    # darker, the part unchanged (in [0, 1] units), so that a model does not read a part's
+    # quality from what it lies on. Off, like exposure, where no part stands on a background.
+    background: float = 0.16
     contrast: float = 0.5  # +-50%
     gamma: float = 0.8  # log-uniform in [1/(1+g), 1+g]
     noise_std: float = 0.03  # in [0, 1] pixel units

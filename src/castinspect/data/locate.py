@@ -74,6 +74,17 @@ def part_mask(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
     return mask, scale
 
 
+def background_weight(gray: np.ndarray) -> np.ndarray | None:
+    """Per pixel of ``gray``, how much it is background (1) rather than part (0), the edge soft as
+    a lens draws it; None when no single part stands on a background."""
+    found = part_mask(gray)
+    if found is None:
+        return None
+    h, w = gray.shape
+    part = cv2.resize(found[0].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return 1 - cv2.GaussianBlur(part, (0, 0), 0.01 * w)
+
+
 def find_part(gray: np.ndarray) -> Box | None:
     """The square around the part (its bounding box's centre and longer side), or None."""
     found = part_mask(gray)

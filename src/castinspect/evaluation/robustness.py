@@ -29,7 +29,7 @@ from castinspect.core.decision import (
 from castinspect.core.io import ImageError, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.data.datasets import ImageSet
-from castinspect.data.locate import part_mask, prepare
+from castinspect.data.locate import background_weight, prepare
 from castinspect.evaluation.metrics import review_summary, summarize
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -120,14 +120,8 @@ def background(delta: float) -> Transform:
     """The background ``delta`` grey levels lighter (or darker), the part as it was. Where no part
     stands on a background, the whole frame changes."""
     def f(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        found = part_mask(img)
-        h, w = img.shape
-        if found is None:
-            part = np.zeros((h, w), np.float32)
-        else:
-            part = cv2.resize(found[0].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-            part = cv2.GaussianBlur(part, (0, 0), 0.01 * w)  # a soft edge, as a lens draws it
-        return _to_u8(img.astype(np.float32) + delta * (1 - part))
+        weight = background_weight(img)
+        return _to_u8(img.astype(np.float32) + delta * (1.0 if weight is None else weight))
     return f
 
 

@@ -53,6 +53,26 @@ def part_on_background(data_root: str | os.PathLike, seed: int = 0, sample: int 
     return located_share(photos) >= AUTO_SHARE
 
 
+def resolve_part_augmentation(cfg: Config, train: Decoded, progress=None, sample: int = 200) -> Config:
+    """``cfg`` with ``augment.background`` and ``augment.exposure`` off where the training photos
+    show no part on a background (a surface texture, a strip): there the brightness and texture
+    around a defect may be what the defect is, and changing "the background" or clipping an
+    over-exposed texture erases it. ``progress`` hears when they are turned off."""
+    from castinspect.data.locate import AUTO_SHARE, located_share
+
+    a = cfg.augment
+    if a.background <= 0 and a.exposure <= 0:
+        return cfg
+    pick = np.random.default_rng(cfg.data.split_seed).permutation(len(train.images))[:sample]
+    if located_share([train.images[i] for i in pick]) >= AUTO_SHARE:
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.augment.background = out.augment.exposure = 0.0
+    if progress is not None:
+        progress.message("background and exposure augmentation: off (no part stands on a background in these photos)")
+    return out
+
+
 class TrainingData:
     """A run's training and validation photos: a manifest's train and val rows as written, or a
     validation split carved from a folder's ``train`` photos (grouped by part by default), made

@@ -24,7 +24,12 @@ from castinspect.evaluation.evaluate import (
 )
 from castinspect.inference.predict import Predictor
 from castinspect.models.checkpoint import Checkpoint, save_checkpoint
-from castinspect.training.inputs import TrainingData, part_on_background, resolve_locate
+from castinspect.training.inputs import (
+    TrainingData,
+    part_on_background,
+    resolve_locate,
+    resolve_part_augmentation,
+)
 from castinspect.training.search import DEFAULT_BUDGET, SEARCH_SHARE
 from castinspect.training.search import search as run_search
 from castinspect.training.train import Progress, TrainResult, fit, prepare_run_dir
@@ -51,11 +56,12 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         progress.message(f"part localisation: {base.data.locate} (data.locate auto)")
     data = TrainingData(base, data_root)
     train, val = data.decoded(base.model.input_size, base.data.locate == "on")
+    base = resolve_part_augmentation(base, train, progress)  # for the search's trials as for the final fit
     test: ImageSet | None = None
     if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
         test = load_split(data_root, "test", train.classes)
     reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0))
-    trials = None
+    trials, cfg = None, base  # resolved once: the fit does not decide (and announce) it again
     if search:
         left = budget - (time.perf_counter() - t0) - reserve
         found = run_search(base, data, run_dir, SEARCH_SHARE * left, progress, locate_choice, resume)

@@ -36,7 +36,7 @@ MAX_TRIALS = 24
 SEARCH_SHARE = 0.5  # of the time left after decoding, the rest for the final fit and its evaluation
 
 # What the searched choices set. Photometric strength scales today's ranges (brightness,
-# contrast, gamma, noise, blur, JPEG); "moved" framing covers a camera moved or changed
+# contrast, gamma, noise, blur, JPEG; exposure from the base recipe's own); "moved" framing covers a camera moved or changed
 # (zoom 0.7-1.3, off-centre 15%).
 PHOTOMETRIC = {"none": 0.0, "light": 0.5, "full": 1.0}
 GEOMETRIC = {  # (flips, quarter_turns, rotate_deg)
@@ -70,6 +70,7 @@ def apply(base: Config, params: dict) -> Config:
         k = PHOTOMETRIC[params["photometric"]]
         d = type(a)()
         a.brightness, a.contrast, a.gamma = d.brightness * k, d.contrast * k, d.gamma * k
+        a.exposure = base.augment.exposure * k  # from the base's own: off where the data rules it out
         a.noise_std, a.blur_prob, a.jpeg_prob = d.noise_std * k, d.blur_prob * k, d.jpeg_prob * k
     if "geometric" in params:
         a.flips, a.quarter_turns, a.rotate_deg = GEOMETRIC[params["geometric"]]

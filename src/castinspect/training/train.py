@@ -45,7 +45,12 @@ from castinspect.models.network import (
     to_input,
 )
 from castinspect.models.registry import bf16_training, build_model, resolve
-from castinspect.training.inputs import TrainingData, resolve_locate, train_counts
+from castinspect.training.inputs import (
+    TrainingData,
+    resolve_locate,
+    resolve_part_augmentation,
+    train_counts,
+)
 from castinspect.training.schedule import Schedule, TimeProbe, plan
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -278,6 +283,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
     data = data or TrainingData(cfg, data_root)
     train, val = data.decoded(cfg.model.input_size, cfg.data.locate == "on")
     skipped = data.errors
+    cfg = resolve_part_augmentation(cfg, train, progress)
     auto = cfg.model.backbone == "auto"
     cfg = resolve(cfg)  # the config saved says what was trained: backbone, mirror averaging, size
     cfg.save(run_dir / "config.yaml")
