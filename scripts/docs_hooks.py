@@ -29,6 +29,7 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "casting-no-search-camera": "The casting data with the fixed recipe (--no-search), camera augmentation included",
           "neu-no-search-camera": "NEU-DET, fixed recipe with exposure augmentation on (--no-search)",
           "neu-no-search-no-exposure": "NEU-DET, fixed recipe with exposure augmentation off (--no-search)",
+          "quality-checks": "Image-quality checks on photos like and unlike the training photos",
           "casting-camera-224": "The casting data with the fixed recipe at 224 px (--no-search)",
           "camera-augmentation": "Camera augmentation in training (tilt, exposure, background): the fixed recipe "
                                  "on validation under all 24 conditions",
@@ -74,6 +75,11 @@ def render(name: str, path: Path, data: dict) -> str:
         body = comparison(data, name)
     elif "points" in data:
         body = curve(data)
+    elif "checks" in data:
+        body = table(["photos", "checked", "named a reason", "share", "reasons"],
+                     [[k, r["photos"], r["flagged"], f"{100 * r['share']:.1f}%",
+                       ", ".join(f"{x} {n}" for x, n in r["reasons"].items()) or "–"]
+                      for k, r in data["checks"].items()])
     else:
         body = ["```json", json.dumps(data, indent=1)[:4000], "```"]
     return "\n".join(head + body) + "\n"

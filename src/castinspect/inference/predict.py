@@ -28,6 +28,7 @@ from castinspect.core.io import ImageError, preprocess, read_image
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
 from castinspect.data.locate import crop_to_part, prepare
+from castinspect.data.quality import QualityReference, photo_stats
 from castinspect.inference.backends import make_backend
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
@@ -69,6 +70,10 @@ class Predictor:
         self.threshold: float | None = meta["threshold"] if threshold is None else float(threshold)
         self.review_band = review_band
         self.backend = make_backend(backend, checkpoint, onnx_model)
+        # What the training photos looked like (``data.quality``); None for models trained before
+        # it was recorded, and for now for exported graphs.
+        ref = checkpoint.info.get("quality_reference") if checkpoint is not None else None
+        self.quality: QualityReference | None = QualityReference.from_dict(ref) if ref else None
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
 
@@ -126,6 +131,12 @@ class Predictor:
         return insp
 
     # -- decoded arrays ----------------------------------------------------------------------
+
+    def quality_reasons(self, gray: np.ndarray) -> list[str] | None:
+        """What about a decoded photo (full size, before the crop and resize) is unlike the
+        training photos (``data.quality``): [] when nothing is, None when the model has no
+        reference to check against."""
+        return None if self.quality is None else self.quality.reasons(photo_stats(gray))
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         """A decoded photo as this model sees it: cropped to its part where the model locates

@@ -34,6 +34,7 @@ from castinspect.core.runtime import (
 )
 from castinspect.data.augment import augment_batch
 from castinspect.data.datasets import Decoded, is_manifest, write_manifest
+from castinspect.data.quality import fit_reference
 from castinspect.evaluation.metrics import choose_threshold, fit_temperature
 from castinspect.models.checkpoint import Checkpoint, load_resume_state, save_checkpoint
 from castinspect.models.network import (
@@ -327,6 +328,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
         # the training curves travel with the model, for any later report of it
         "history": [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
                     for row in trained.history],
+        # what the training photos looked like, for the image-quality checks (``data.quality``)
+        "quality_reference": fit_reference(data.sets["train"].paths, seed=cfg.data.split_seed).to_dict(),
     }
     ckpt = Checkpoint(cfg, classes, ok_index, threshold,
                       {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature)
