@@ -135,6 +135,7 @@ def test_migrates_an_old_log_and_keeps_its_rows(db_url):
         assert log.migrated_from == 1 and log.schema_version() == len(MIGRATIONS)
         row = log.get("old")
         assert row["source"] == "old.jpeg" and row["image_sha256"] is None
+        assert row["reasons"] == [] and row["familiarity"] is None and row["familiar"] is None
         log.record([make("ok")], images=[(b"\x89PNG\r\n\x1a\nxx", "png")])  # the new column works
         typed = Inspection(source="t.jpeg", label="scratch", score=0.9, p_defect=None, decision="defective",
                            threshold=None, model="types", scores={"scratch": 0.9, "blowhole": 0.1})

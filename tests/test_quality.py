@@ -50,3 +50,47 @@ def test_a_trained_model_carries_its_reference(model_path, synth_root):
 
 def test_a_model_from_before_has_no_reference():
     assert Predictor.load().quality_reasons(np.full((300, 300), 128, np.uint8)) is None
+
+
+@pytest.fixture(scope="module")
+def blurred_photo(synth_root, tmp_path_factory):
+    photo = cv2.imread(str(next((synth_root / "test" / "ok_front").iterdir())), cv2.IMREAD_GRAYSCALE)
+    path = tmp_path_factory.mktemp("blurred") / "blurred.png"
+    cv2.imwrite(str(path), cv2.GaussianBlur(photo, (0, 0), 4.0))
+    return path
+
+
+@pytest.mark.parametrize("on_unfamiliar, expected", [("review", {"review"}), ("reject", {"defective"}),
+                                                     ("judge", {"ok", "defective"})])
+def test_a_photo_with_a_reason_is_decided_as_asked(model_path, blurred_photo, on_unfamiliar, expected):
+    predictor = Predictor.load(model_path, on_unfamiliar=on_unfamiliar)
+    one = predictor.predict_one(blurred_photo)
+    (batch,) = list(predictor.predict([blurred_photo]))
+    for insp in (one, batch):
+        assert insp.reasons == ["blurred"] and insp.decision in expected
+        assert insp.label in predictor.classes  # the model's class, whatever the decision
+        assert insp.familiarity is None and insp.familiar is None  # not measured yet
+    with pytest.raises(ValueError, match="on_unfamiliar"):
+        Predictor.load(model_path, on_unfamiliar="ignore")
+
+
+def test_the_reasons_reach_the_json_the_log_and_the_api(model_path, blurred_photo, db_url):
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from castinspect.cli import app
+    from castinspect.station.app import create_app
+    from castinspect.station.log import InspectionLog
+
+    r = CliRunner().invoke(app, ["predict", str(blurred_photo), "--model", str(model_path), "--format", "json"])
+    (item,) = json.loads(r.stdout)
+    assert item["reasons"] == ["blurred"] and item["decision"] == "review" and "familiarity" in item
+    r = CliRunner().invoke(app, ["predict", str(blurred_photo), "--model", str(model_path), "--format", "csv"])
+    assert '"[""blurred""]"' in r.stdout.splitlines()[1]
+    with InspectionLog.open(db_url) as log, TestClient(create_app(Predictor.load(model_path), log)) as c:
+        body = c.post("/v1/inspect", files={"file": ("b.png", blurred_photo.read_bytes(), "image/png")}).json()
+        assert body["reasons"] == ["blurred"] and body["decision"] == "review" and body["familiar"] is None
+        row = log.get(body["id"])
+        assert row["reasons"] == ["blurred"] and row["familiar"] is None and row["decision"] == "review"

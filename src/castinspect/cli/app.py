@@ -61,6 +61,10 @@ BackendOpt = Annotated[Backend, typer.Option(help="auto is ONNX Runtime where in
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Override the model's decision threshold.")]
 ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
     help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
+UnfamiliarOpt = Annotated[str, typer.Option(
+    "--on-unfamiliar", metavar="review|reject|judge",
+    help="A photo unlike the training photos (blurred, over- or under-exposed, small, distorted): "
+         "send it to review, reject it, or judge it as any other.")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Also the images in every sub-folder of a folder given.")]
 # What a library call raises for a user's mistake (a missing folder, a bad model file, a bad
 # value): one line on stderr and exit 2, never a traceback.

@@ -16,6 +16,7 @@ from castinspect.cli.app import (
     ReviewOpt,
     Split,
     ThresholdOpt,
+    UnfamiliarOpt,
     app,
     err,
     fail,
@@ -56,6 +57,7 @@ def predict(
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
+    on_unfamiliar: UnfamiliarOpt = "review",
     fmt: Annotated[RecordFormat, typer.Option("--format", help="How the records are written on stdout.")] = RecordFormat.table,
     annotate: Annotated[Optional[Path], typer.Option(help="Write an annotated PNG per image into this folder.")] = None,
     backend: BackendOpt = Backend.auto,
@@ -69,7 +71,8 @@ def predict(
     from castinspect.inference.predict import Predictor
 
     with user_errors():
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
+                                   on_unfamiliar=on_unfamiliar)
     files = image_files(paths, recursive)
     tally = Tally()
     results = predictor.predict(files, keep_photos=annotate is not None)

@@ -15,7 +15,8 @@ from castinspect.core import sinks
 
 T = TypeVar("T")
 
-PREDICT_CSV_FIELDS = ["path", "label", "score", "decision", "p_defect", "threshold", "model", "error"]
+PREDICT_CSV_FIELDS = ["path", "label", "score", "decision", "p_defect", "threshold", "reasons", "familiarity",
+                      "familiar", "model", "error"]
 
 
 def shown(text: str) -> str:

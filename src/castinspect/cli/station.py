@@ -16,6 +16,7 @@ from castinspect.cli.app import (
     RecordFormat,
     ReviewOpt,
     ThresholdOpt,
+    UnfamiliarOpt,
     app,
     say,
     user_errors,
@@ -34,6 +35,7 @@ def serve(
     token: Annotated[Optional[str], typer.Option(metavar="TOKEN", envvar="CASTINSPECT_TOKEN", help="Bearer token required on the API (better set through CASTINSPECT_TOKEN: a command line is visible to other users).")] = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
+    on_unfamiliar: UnfamiliarOpt = "review",
     backend: BackendOpt = Backend.auto,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted request body, in MiB.")] = 20.0,
     store_images: Annotated[bool, typer.Option(help="Keep each inspected photo in the log for audit (stored once per content).")] = False,
@@ -51,7 +53,8 @@ def serve(
 
     with user_errors(OSError):
         check_binding(host, token)
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
+                                   on_unfamiliar=on_unfamiliar)
     # a database that cannot be reached: say which and why, no traceback
     with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
         log = InspectionLog.open(db, station=station)

@@ -20,7 +20,11 @@ class Inspection:
     and the verdict fields are None).
 
     ``score`` is p(defective) for a two-class model and p(label) with several defect types;
-    ``p_defect`` is always p(defective), the number the threshold is applied to. ``photo`` (the
+    ``p_defect`` is always p(defective), the number the threshold is applied to. ``reasons``
+    names what about the photo is unlike the training photos (``data.quality``; empty when
+    nothing is, or when the model has no reference); ``familiarity`` and ``familiar`` are None
+    until the model measures them. ``label`` stays the model's class when a reason turns the
+    decision into ``review``. ``photo`` (the
     decoded grey photo) and ``heatmap`` (at model size) ride along when a caller asked for them;
     they are never part of the record.
     """
@@ -30,13 +34,16 @@ class Inspection:
     score: float | None
     p_defect: float | None
     decision: str | None
-    threshold: float
+    threshold: float | None
     model: str
     error: str | None = None
     scores: dict[str, float] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     time: str = field(default_factory=utc_now)
     error_code: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    familiarity: float | None = None
+    familiar: bool | None = None
     photo: np.ndarray | None = field(default=None, repr=False, compare=False)
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -55,6 +62,7 @@ class Inspection:
         if self.scores is not None:
             d["scores"] = self.scores
         d.update(decision=self.decision, p_defect=self.p_defect, threshold=self.threshold,
+                 reasons=self.reasons, familiarity=self.familiarity, familiar=self.familiar,
                  model=self.model, id=self.id, time=self.time)
         if self.error_code is not None:
             d["error_code"] = self.error_code

@@ -20,6 +20,7 @@ import numpy as np
 
 from castinspect.core.decision import (
     DEFECTIVE,
+    REVIEW,
     decide,
     defect_probability,
     predicted_index,
@@ -33,6 +34,8 @@ from castinspect.inference.backends import make_backend
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
 Source = str | os.PathLike | bytes
+# What a photo with a quality reason gets: review by a person, reject, or the model's verdict.
+ON_UNFAMILIAR = ("review", "reject", "judge")
 ARRAY_BATCH = 128  # photos per backend call when judging decoded arrays (evaluation, the suite)
 
 
@@ -45,11 +48,14 @@ class Predictor:
 
     def __init__(self, checkpoint: Checkpoint | None = None, threshold: float | None = None,
                  review_band: tuple[float, float] | None = None, workers: int | None = None,
-                 backend: str = "auto", onnx_model: bytes | str | None = None) -> None:
+                 backend: str = "auto", onnx_model: bytes | str | None = None,
+                 on_unfamiliar: str = "review") -> None:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold}")
         if review_band is not None and not 0.0 <= review_band[0] <= review_band[1] <= 1.0:
             raise ValueError(f"review band must be 0 <= LO <= HI <= 1, not {review_band}")
+        if on_unfamiliar not in ON_UNFAMILIAR:
+            raise ValueError(f"on_unfamiliar must be one of {', '.join(ON_UNFAMILIAR)}, not {on_unfamiliar!r}")
         if checkpoint is None and onnx_model is None:
             raise ValueError("a Predictor needs a checkpoint or an ONNX model")
         if checkpoint is not None:
@@ -74,6 +80,7 @@ class Predictor:
         # it was recorded, and for now for exported graphs.
         ref = checkpoint.info.get("quality_reference") if checkpoint is not None else None
         self.quality: QualityReference | None = QualityReference.from_dict(ref) if ref else None
+        self.on_unfamiliar = on_unfamiliar
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
 
@@ -94,9 +101,9 @@ class Predictor:
         """Judge photos in input order, a batch at a time, while the next ``prefetch`` batches
         decode (``core.parallel``). A bad file yields an Inspection with ``error`` set and the rest
         go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
-        def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray]:
+        def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
             gray = read_image(item[1], item[0])
-            return (gray if keep_photos else None), self.prepare(gray)
+            return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray) or []
 
         with Decoder(self.workers) as decoder:
             for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
@@ -104,7 +111,8 @@ class Predictor:
                 judged: dict[int, Inspection] = {}
                 if good:
                     probs = self.probabilities(np.stack([decoded[i][1] for i in good]))
-                    for i, insp in zip(good, self.inspections([batch[i][0] for i in good], probs)):
+                    reasons = [decoded[i][2] for i in good]
+                    for i, insp in zip(good, self.inspections([batch[i][0] for i in good], probs, reasons)):
                         insp.photo = decoded[i][0]
                         judged[i] = insp
                 for i, (name, _) in enumerate(batch):
@@ -125,7 +133,7 @@ class Predictor:
         # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
         seen = crop_to_part(gray) if self.locate else gray
         x = preprocess(seen, self.input_size)[None]
-        insp = self.inspections([name], self.probabilities(x))[0]
+        insp = self.inspections([name], self.probabilities(x), [self.quality_reasons(gray) or []])[0]
         insp.photo = seen
         insp.heatmap = self.heatmaps(x)[0] if heatmap else None
         return insp
@@ -152,23 +160,34 @@ class Predictor:
         return np.concatenate([self.backend.probabilities(images[i:i + ARRAY_BATCH])
                                for i in range(0, len(images), ARRAY_BATCH)])
 
-    def inspections(self, sources: Sequence[str], probs: np.ndarray) -> list[Inspection]:
+    def inspections(self, sources: Sequence[str], probs: np.ndarray,
+                    reasons: Sequence[list[str]] | None = None) -> list[Inspection]:
         """Turn probabilities into Inspections at this predictor's threshold and review band.
-        Without an OK class every part is defective, labelled with its most probable type."""
+        Without an OK class every part is defective, labelled with its most probable type. A
+        photo with ``reasons`` (unlike the training photos) is decided as ``on_unfamiliar`` says:
+        sent to review (the default), rejected, or judged as if it had none."""
         p_def = defect_probability(probs, self.ok_index)
         idx = predicted_index(probs, self.ok_index, self.threshold)
         types = self.ok_index is None
         binary = len(self.classes) == 2 and not types
-        return [Inspection(
-            source=src,
-            label=self.classes[i],
-            score=float(p) if binary else float(row[i]),
-            p_defect=None if types else float(p),
-            decision=DEFECTIVE if types else decide(float(p), self.threshold, self.review_band),
-            threshold=self.threshold,
-            model=self.model_id,
-            scores=None if binary else {c: float(v) for c, v in zip(self.classes, row)},
-        ) for src, row, p, i in zip(sources, probs, p_def, idx)]
+        reasons = reasons if reasons is not None else [[] for _ in sources]
+        out = []
+        for src, row, p, i, why in zip(sources, probs, p_def, idx, reasons, strict=True):
+            decision = DEFECTIVE if types else decide(float(p), self.threshold, self.review_band)
+            if why and self.on_unfamiliar != "judge":
+                decision = REVIEW if self.on_unfamiliar == "review" else DEFECTIVE
+            out.append(Inspection(
+                source=src,
+                label=self.classes[i],
+                score=float(p) if binary else float(row[i]),
+                p_defect=None if types else float(p),
+                decision=decision,
+                threshold=self.threshold,
+                model=self.model_id,
+                scores=None if binary else {c: float(v) for c, v in zip(self.classes, row)},
+                reasons=list(why),
+            ))
+        return out
 
     def failed(self, source: str, error: Exception) -> Inspection:
         """The Inspection of a photo that could not be judged: why, and (for programs) its code."""

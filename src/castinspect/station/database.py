@@ -82,11 +82,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX inspections_decision ON inspections (decision, seq)",
         ),
     },
+    # 4: why a photo is unlike the training photos (a JSON list), and how familiar it looks
+    (
+        "ALTER TABLE inspections ADD COLUMN reasons TEXT",
+        "ALTER TABLE inspections ADD COLUMN familiarity {real}",
+        "ALTER TABLE inspections ADD COLUMN familiar INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 COLUMNS = ("id", "time", "source", "label", "score", "p_defect", "decision", "threshold", "model",
-           "scores", "latency_ms", "station", "image_sha256")
+           "scores", "latency_ms", "station", "image_sha256", "reasons", "familiarity", "familiar")
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ class InspectionLog:
                 blobs.append((sha, image[1], image[0], insp.time))
             rows.append((insp.id, insp.time, insp.source, insp.label, insp.score, insp.p_defect,
                          insp.decision, insp.threshold, insp.model,
-                         json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha))
+                         json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha,
+                         json.dumps(insp.reasons), insp.familiarity,
+                         None if insp.familiar is None else int(insp.familiar)))
         if not self._writer.is_alive():
             raise RuntimeError(f"the inspection log {self.target.describe()} is closed")
         pending = _Pending(rows, blobs, Future())
@@ -240,4 +242,6 @@ class InspectionLog:
 def _row_dict(row: tuple) -> dict:
     d = dict(zip(COLUMNS, row))
     d["scores"] = json.loads(d["scores"]) if d["scores"] else None
+    d["reasons"] = json.loads(d["reasons"]) if d["reasons"] else []  # rows from before version 4: none
+    d["familiar"] = None if d["familiar"] is None else bool(d["familiar"])
     return d

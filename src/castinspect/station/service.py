@@ -100,6 +100,7 @@ def public(insp: Inspection, latency_ms: float) -> dict:
     """An Inspection as the API answers it."""
     body = {"id": insp.id, "source": insp.source, "label": insp.label, "score": insp.score,
             "p_defect": insp.p_defect, "decision": insp.decision, "threshold": insp.threshold,
+            "reasons": insp.reasons, "familiarity": insp.familiarity, "familiar": insp.familiar,
             "model": insp.model, "latency_ms": round(latency_ms, 3), "time": insp.time}
     if insp.scores is not None:
         body["scores"] = insp.scores
