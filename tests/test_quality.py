@@ -48,8 +48,25 @@ def test_a_trained_model_carries_its_reference(model_path, synth_root):
     assert predictor.quality_reasons(cv2.GaussianBlur(photo, (0, 0), 4.0)) == ["blurred"]
 
 
-def test_a_model_from_before_has_no_reference():
-    assert Predictor.load().quality_reasons(np.full((300, 300), 128, np.uint8)) is None
+def test_a_model_from_before_has_no_reference(model_path, tmp_path):
+    from castinspect.models.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(model_path)
+    del ckpt.info["quality_reference"]
+    save_checkpoint(ckpt, tmp_path / "old.ckpt")
+    old = Predictor.load(tmp_path / "old.ckpt")
+    assert old.quality is None and old.quality_reasons(np.full((300, 300), 128, np.uint8)) is None
+    assert old.predict_one(_png(np.zeros((64, 64), np.uint8)), name="tiny.png").reasons == []  # nothing to check against
+
+
+def _png(gray: np.ndarray) -> bytes:
+    return cv2.imencode(".png", gray)[1].tobytes()
+
+
+def test_the_bundled_model_carries_its_reference():
+    bundled = Predictor.load()
+    assert bundled.quality is not None and bundled.quality.photos == 200
+    assert bundled.quality_reasons(cv2.resize(np.full((300, 300), 128, np.uint8), (64, 64))) == ["small", "blurred"]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +111,13 @@ def test_the_reasons_reach_the_json_the_log_and_the_api(model_path, blurred_phot
         assert body["reasons"] == ["blurred"] and body["decision"] == "review" and body["familiar"] is None
         row = log.get(body["id"])
         assert row["reasons"] == ["blurred"] and row["familiar"] is None and row["decision"] == "review"
+
+
+def test_an_exported_graph_carries_the_reference(model_path, blurred_photo, tmp_path):
+    from castinspect.inference.export import export_onnx
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(Predictor.load(model_path).checkpoint, onnx_path)
+    exported = Predictor.load(onnx_path)
+    assert exported.quality == Predictor.load(model_path).quality
+    assert exported.predict_one(blurred_photo).reasons == ["blurred"]

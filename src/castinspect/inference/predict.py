@@ -76,9 +76,9 @@ class Predictor:
         self.threshold: float | None = meta["threshold"] if threshold is None else float(threshold)
         self.review_band = review_band
         self.backend = make_backend(backend, checkpoint, onnx_model)
-        # What the training photos looked like (``data.quality``); None for models trained before
-        # it was recorded, and for now for exported graphs.
-        ref = checkpoint.info.get("quality_reference") if checkpoint is not None else None
+        # What the training photos looked like (``data.quality``), in the checkpoint and in an
+        # exported graph's metadata alike; None for models trained before it was recorded.
+        ref = meta.get("quality_reference")
         self.quality: QualityReference | None = QualityReference.from_dict(ref) if ref else None
         self.on_unfamiliar = on_unfamiliar
         self._cam_model = None  # built on the first heatmap request

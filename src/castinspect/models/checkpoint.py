@@ -64,7 +64,9 @@ class Checkpoint:
                 "threshold": float(self.threshold) if has_ok else None,
                 "temperature": float(self.temperature), "input_size": int(self.config.model.input_size),
                 "model_id": self.model_id, "backbone": self.config.model.backbone,
-                "mirror_average": mirror_average(self.config.model), "locate": self.config.data.locate == "on"}
+                "mirror_average": mirror_average(self.config.model), "locate": self.config.data.locate == "on",
+                # what the training photos looked like (``data.quality``); None before it was recorded
+                "quality_reference": self.info.get("quality_reference")}
 
 
 def describe(ckpt: Checkpoint, path: str | os.PathLike) -> dict[str, Any]:
