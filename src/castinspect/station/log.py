@@ -175,21 +175,18 @@ class InspectionLog:
         rows = self._query("SELECT bytes, format FROM images WHERE sha256 = ?", [sha256])
         return (bytes(rows[0][0]), rows[0][1]) if rows else None
 
-    def counts(self, since: str | None = None) -> dict[str, int]:
-        """Inspections per decision, all time or from ``since`` (an ISO time) on."""
+    def counts(self, since: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
+        """Inspections per decision and per label (class, or defect type), all time or from
+        ``since`` (an ISO time) on: one query for both."""
         where, params = ("WHERE time >= ?", [since]) if since else ("", [])
-        rows = self._query(f"SELECT decision, COUNT(*) FROM inspections {where} GROUP BY decision", params)
-        out = {d: 0 for d in DECISIONS}
-        for decision, n in rows:
-            out[decision] = int(n)
-        return out
-
-    def label_counts(self, since: str | None = None) -> dict[str, int]:
-        """Judged inspections per label (class, or defect type), all time or from ``since`` on."""
-        where, params = ("AND time >= ?", [since]) if since else ("", [])
-        rows = self._query(f"SELECT label, COUNT(*) FROM inspections WHERE label IS NOT NULL {where} "
-                           f"GROUP BY label ORDER BY label", params)
-        return {label: int(n) for label, n in rows}
+        rows = self._query(f"SELECT decision, label, COUNT(*) FROM inspections {where} "
+                           f"GROUP BY decision, label", params)
+        decisions, labels = {d: 0 for d in DECISIONS}, {}
+        for decision, label, n in rows:
+            decisions[decision] = decisions.get(decision, 0) + int(n)
+            if label is not None:
+                labels[label] = labels.get(label, 0) + int(n)
+        return decisions, dict(sorted(labels.items()))
 
     def stats(self, now: datetime | None = None,
               windows: tuple[tuple[str, timedelta | None], ...] = (
@@ -200,10 +197,10 @@ class InspectionLog:
         out = {}
         for name, span in windows:
             since = (now - span).isoformat(timespec="milliseconds") if span else None
-            c = self.counts(since)
+            c, labels = self.counts(since)
             total = sum(c.values())
             out[name] = {**c, "total": total, "reject_rate": c["defective"] / total if total else None,
-                         "labels": self.label_counts(since)}
+                         "labels": labels}
         return out
 
     def iter_rows(self, batch: int = 1000) -> Iterator[dict]:
