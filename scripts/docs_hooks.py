@@ -27,8 +27,11 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "casting-default": "The casting data with the default train (recipe search, 10-minute budget)",
           "casting-no-search": "The casting data with the fixed recipe of before camera augmentation (--no-search)",
           "casting-no-search-camera": "The casting data with the fixed recipe (--no-search), camera augmentation included",
+          "neu-det-default-before-camera": "NEU-DET with the default train before the camera augmentation "
+                                           "(written as neu_det_default.json then)",
           "neu-no-search-camera": "NEU-DET, fixed recipe with exposure augmentation on (--no-search)",
           "neu-no-search-no-exposure": "NEU-DET, fixed recipe with exposure augmentation off (--no-search)",
+          "background-levels": "How light the background is, per class (casting training photos)",
           "quality-checks": "Image-quality checks on photos like and unlike the training photos",
           "casting-camera-224": "The casting data with the fixed recipe at 224 px (--no-search)",
           "camera-augmentation": "Camera augmentation in training (tilt, exposure, background): the fixed recipe "
