@@ -34,7 +34,7 @@ def main() -> None:
     for run in args.run_dirs:
         predictor = Predictor(load_checkpoint(run / "model.ckpt"), backend="onnxruntime")
         images = read_manifest(args.run_dirs[0] / "split.csv", "val", predictor.classes)
-        probs, labels, _ = suite_probabilities(predictor, images)
+        probs, labels, _, _ = suite_probabilities(predictor, images)
         p_defect[str(run)] = {name: defect_probability(p, predictor.ok_index) for name, p in probs.items()}
         print(f"judged {run} under the suite", flush=True)
     defect = (labels != predictor.ok_index).astype(int)

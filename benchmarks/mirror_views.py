@@ -67,7 +67,7 @@ def main() -> None:
     probs: dict[str, dict[str, np.ndarray]] = {}
     for name, view in VIEWS.items():
         t = time.perf_counter()
-        probs[name], labels, _ = suite_probabilities(OneView(base, view), images)
+        probs[name], labels, _, _ = suite_probabilities(OneView(base, view), images)
         print(f"judged view {name} under the suite in {time.perf_counter() - t:.0f} s", flush=True)
     defect = (labels != base.ok_index).astype(int)
     print_header("views averaged", len(labels), defect, args.target_recall)

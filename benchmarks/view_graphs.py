@@ -47,13 +47,13 @@ def main() -> None:
     out = {}
     for name in [b for b in installed_backends() if b != "pytorch"]:
         backends = {way: onnx_backend(name, g, mirror) for way, (g, mirror) in graphs.items()}
-        p = {way: b.probabilities(batch) for way, b in backends.items()}  # warm-up, and the same answers
+        p = {way: b.run(batch)[0] for way, b in backends.items()}  # warm-up, and the same answers
         per_batch = {way: [] for way in backends}
         per_photo = {way: [] for way in backends}
         for _ in range(args.rounds):
             for way, b in backends.items():
-                per_batch[way].append(seconds(b.probabilities, batch, 3))
-                per_photo[way].append(seconds(b.probabilities, one, 20))
+                per_batch[way].append(seconds(b.run, batch, 3))
+                per_photo[way].append(seconds(b.run, one, 20))
         out[name] = {way: {"model_only_images_per_s": len(batch) / float(np.median(per_batch[way])),
                            "one_photo_ms": 1000 * float(np.median(per_photo[way]))} for way in backends}
         out[name]["largest_probability_difference"] = float(np.abs(p["two-view graph"] - p["one-view graph x2"]).max())

@@ -40,7 +40,14 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "bundled-validation-at-half": "The bundled model on the grouped validation split at 0.5",
           "moved-framing": "A moved camera in training: the fixed recipe with zoom 0.7-1.3 and 15% shift",
           "casting-moved-no-search": "The casting data, fixed recipe with moved-camera framing (--no-search)",
-          "bundled-test-split": "The bundled model on the test split"}
+          "bundled-test-split": "The bundled model on the test split",
+          "familiarity": "Knowing when it does not know: the bundled model",
+          "familiarity-casting-default": "Knowing when it does not know: the casting data's default train",
+          "familiarity-neu-det": "Knowing when it does not know: NEU-DET's default train",
+          "familiarity-methods": "Familiarity: nearest neighbour against Mahalanobis (the bundled model)",
+          "familiarity-methods-neu-det": "Familiarity: nearest neighbour against Mahalanobis (NEU-DET)",
+          "neu-det-familiarity": "NEU-DET with the default train, familiarity measured",
+          "drift-stream": "Drift alarms on a simulated line"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -70,6 +77,12 @@ def render(name: str, path: Path, data: dict) -> str:
     head += [f"Raw file: [`{path.relative_to(ROOT)}`]({name}.json)", ""]
     if "backends" in data:
         body = bench(data)
+    elif "other_product" in data:
+        body = familiarity(data)
+    elif "methods" in data:
+        body = familiarity_methods(data)
+    elif "streams" in data:
+        body = drift_streams(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -125,6 +138,58 @@ def evaluation(data: dict) -> list[str]:
         for photo, names in escaped.items():
             out.append(f"- passed under {', '.join(names)}: `{Path(photo).name}`")
         out.append("")
+    return out
+
+
+def pct(v, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def familiarity(data: dict) -> list[str]:
+    f = data.get("familiarity") or {}
+    out = [f"Model `{data['model']}` on {data['backend']}; familiarity `{f.get('method')}`, bank of {f.get('bank')} "
+           f"from {f.get('photos')} training photos, calibrated on {f.get('validation_photos')} validation photos "
+           f"({pct(f.get('share'))} left outside).", ""]
+    sets = [("validation (calibration)", data["validation"]), ("test (in distribution)", data["test"]),
+            (f"another product (`{data['other_product']['root']}`)", data["other_product"])]
+    out += table(["photos", "n", "unfamiliar", "share", "flagged (any reason or review)"],
+                 [[k, r["n"], r["unfamiliar"], pct(r["unfamiliar_share"], 2), pct(r["flagged_share"], 2)]
+                  for k, r in sets])
+    out += ["Capture shifts of the test photos: a *silent error* is a wrong label on a photo that was "
+            "neither flagged nor sent to review (shares of all the photos).", ""]
+    out += table(["shift", "what", "errors (escapes / false rejects)", "flagged", "silent errors", "share",
+                  "silent escapes"],
+                 [[k, r["description"], f"{r['errors']} ({r['escapes']} / {r['false_rejects']})",
+                   pct(r["flagged_share"]), r["silent_errors"], pct(r["silent_error_share"], 2), r["silent_escapes"]]
+                  for k, r in data["shifts"].items()])
+    return out
+
+
+def familiarity_methods(data: dict) -> list[str]:
+    out = [f"Model `{data['model']}`: bank or Gaussians from {data['fit_photos']} training photos, the cut at "
+           f"the 99.5th percentile of {data['validation_photos']} validation photos.", ""]
+    shifts = list(next(iter(data["methods"].values()))["shifts"])
+    out += table(["method", "test flagged", "other product flagged", "AUROC test / other",
+                  *[f"{s}: flagged / silent" for s in shifts]],
+                 [[m, pct(r["test_flagged"], 2), pct(r["other_flagged"], 2), f"{r['auroc_test_vs_other']:.4f}",
+                   *[f"{pct(r['shifts'][s]['flagged'], 0)} / {pct(r['shifts'][s]['silent_errors'], 2)}" for s in shifts]]
+                  for m, r in data["methods"].items()])
+    return out
+
+
+def drift_streams(data: dict) -> list[str]:
+    st = data["settings"]
+    out = [f"Bundled model `{data['model']}`; window {st['window']}, baseline {st['baseline']}. Each stream: "
+           f"clean photos then shifted ones, one request at a time through the server.", ""]
+    out += table(["shifted photos", "clean: alarm / warning-or-alarm share", "shifted photos to the first alarm",
+                  "first alarm's reasons"],
+                 [[k, f"{pct(r['clean_alarm_share'], 2)} / {pct(r['clean_warning_share'], 2)}",
+                   r["shifted_to_first_alarm"] if r["shifted_to_first_alarm"] is not None else "never",
+                   "; ".join(r["alarm_reasons"] or [])] for k, r in data["streams"].items()])
+    long = data["long_clean_stream"]
+    out += [f"A long clean stream of {long['photos']} photos (the monitor alone over the Predictor's judgements): "
+            f"alarm after {pct(long['alarm_share'], 2)} of them ({long['alarms']}), warning or alarm after "
+            f"{pct(long['warning_or_alarm_share'], 2)}; first alarm at photo {long['first_alarm'] or 'never'}.", ""]
     return out
 
 

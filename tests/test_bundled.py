@@ -15,7 +15,8 @@ runner = CliRunner()
 
 
 def test_bundled_model_is_small_and_documented():
-    assert bundled_model_path().stat().st_size < 16_000_000  # EfficientNet-Lite0: 3.4 M parameters
+    # EfficientNet-Lite0: 3.4 M parameters; the familiarity bank: 500 embeddings in half precision
+    assert bundled_model_path().stat().st_size < 17_000_000
     predictor = Predictor.load()
     assert predictor.classes == ["def_front", "ok_front"]
     assert "metrics" in predictor.checkpoint.info

@@ -56,6 +56,9 @@ def test_backends_agree_with_pytorch(onnx_path, model_path, mirrored, synth_root
         assert [g.decision for g in got] == [r.decision for r in reference]
         assert max(abs(g.score - r.score) for g, r in zip(got, reference)) <= 1e-5
         assert all(g.model == r.model for g, r in zip(got, reference))
+        # familiarity counts validation photos (~60 here) at least as far: at most a step apart
+        assert max(abs(g.familiarity - r.familiarity) for g, r in zip(got, reference)) <= 0.02
+        assert [g.familiar for g in got] == [r.familiar for r in reference]
 
 
 @pytest.mark.parametrize("backend", ["pytorch", *BACKENDS])
@@ -114,15 +117,17 @@ def real_test():
 def test_fp32_export_matches_pytorch_on_real_photos(real_test, tmp_path):
     ckpt, test = real_test
     images = test.images[::5]
-    torch_p = Predictor(ckpt, backend="pytorch").probabilities(images)
+    torch_p, torch_f = Predictor(ckpt, backend="pytorch").judge(images)
     path = export_onnx(ckpt, tmp_path / "m.onnx")
-    onnx_p = Predictor.load(path, backend="onnxruntime").probabilities(images)
+    onnx_p, onnx_f = Predictor.load(path, backend="onnxruntime").judge(images)
     assert np.abs(onnx_p - torch_p).max() <= 1e-5  # the export itself: ONNX Runtime runs it as written
-    in_process = Predictor(ckpt, backend="onnxruntime").probabilities(images)  # one-view graph, views here
-    assert np.abs(in_process - torch_p).max() <= 1e-5
+    # familiarity: the share of ~1,000 validation photos at least as far, so a step is ~0.001
+    assert np.abs(onnx_f - torch_f).max() <= 0.002
+    in_process_p, in_process_f = Predictor(ckpt, backend="onnxruntime").judge(images)  # one-view graph, views here
+    assert np.abs(in_process_p - torch_p).max() <= 1e-5 and np.abs(in_process_f - torch_f).max() <= 0.002
     if "openvino" in BACKENDS:  # OpenVINO's own fp32 kernels: ~1.5e-5 measured; the same decisions
-        ov_p = Predictor.load(path, backend="openvino").probabilities(images)
-        assert np.abs(ov_p - torch_p).max() <= 1e-4
+        ov_p, ov_f = Predictor.load(path, backend="openvino").judge(images)
+        assert np.abs(ov_p - torch_p).max() <= 1e-4 and np.abs(ov_f - torch_f).max() <= 0.002
 
 
 @needs_real
@@ -133,10 +138,20 @@ def test_int8_changes_at_most_two_decisions_on_the_test_split(real_test, tmp_pat
     calib = calibration_set(REAL_DATA, ckpt.config.model.input_size, 256)  # training photos only
     path = export_onnx(ckpt, tmp_path / "int8.onnx", int8=True, calibration=calib)
     assert read_metadata(path)["int8"] is True
-    fp32 = Predictor(ckpt, backend="pytorch")
-    int8 = Predictor.load(path)
-    a = fp32.inspections(test.paths, fp32.probabilities(test.images))
-    b = int8.inspections(test.paths, int8.probabilities(test.images))
+    fp32 = Predictor(ckpt, backend="pytorch", on_unfamiliar="judge")  # the model's decisions, compared
+    int8 = Predictor.load(path, on_unfamiliar="judge")
+    a = fp32.inspections(test.paths, *_judged(fp32, test.images))
+    b = int8.inspections(test.paths, *_judged(int8, test.images))
     changed = [(x.source, x.p_defect, y.p_defect) for x, y in zip(a, b) if x.decision != y.decision]
     print("INT8 changed decisions:", changed)  # listed, each one, in the test log
     assert len(changed) <= 2, changed
+    # the familiarity's distances stay in float; the embedding they measure is the INT8 network's
+    moved = [(x.source, x.familiarity, y.familiarity) for x, y in zip(a, b) if x.familiar != y.familiar]
+    print("INT8 changed familiarity:", moved)
+    assert len(moved) <= 0.01 * len(a), moved
+
+
+def _judged(predictor: Predictor, images: np.ndarray) -> tuple:
+    """``inspections``' probabilities, reasons (none) and familiarity for decoded photos."""
+    probs, familiarity = predictor.judge(images)
+    return probs, None, familiarity

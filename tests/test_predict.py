@@ -25,8 +25,10 @@ def test_predicts_in_order_with_bad_files_mixed_in(model_path, synth_root, tmp_p
     assert all(r.label is None and r.score is None and r.decision is None for r in failed)
     good = [r for r in results if not r.error]
     assert len(good) == 10 and all(0 <= r.score <= 1 for r in good)
-    assert all(r.decision == ("defective" if r.score >= r.threshold else "ok") for r in good)
-    assert all(r.label == ("def_front" if r.decision == "defective" else "ok_front") for r in good)
+    # a photo unlike the training photos goes to review (the default ``on_unfamiliar``)
+    assert all(r.decision == ("review" if r.reasons else "defective" if r.score >= r.threshold else "ok")
+               for r in good)
+    assert all(r.label == ("def_front" if r.score >= r.threshold else "ok_front") for r in good)
 
 
 def test_batching_does_not_change_answers(model_path, synth_root):
@@ -46,8 +48,10 @@ def test_bytes_and_paths_agree(model_path, synth_root):
 
 def test_threshold_override_moves_decisions(model_path, synth_root):
     files = _files(synth_root)
-    assert all(r.decision == "defective" for r in Predictor.load(model_path, threshold=0.0).predict(files))
-    assert all(r.decision == "ok" or r.score >= 1.0 for r in Predictor.load(model_path, threshold=1.0).predict(files))
+    judged = {"on_unfamiliar": "judge"}  # the threshold alone decides
+    assert all(r.decision == "defective" for r in Predictor.load(model_path, threshold=0.0, **judged).predict(files))
+    assert all(r.decision == "ok" or r.score >= 1.0
+               for r in Predictor.load(model_path, threshold=1.0, **judged).predict(files))
     with pytest.raises(ValueError):
         Predictor.load(model_path, threshold=1.5)
 

@@ -77,3 +77,34 @@ def test_a_guarded_station_asks_for_its_token(tmp_path):
         finally:
             driver.quit()
             server.stop()
+
+
+def test_the_page_shows_the_drift_banner(tmp_path):
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from castinspect.station.drift import DriftSettings
+
+    log = InspectionLog.open(tmp_path / "log.db")
+    server = ThreadedServer(create_app(Predictor.load(), log, drift=DriftSettings(window=20, baseline=10, min_window=10)))
+    driver = chromium_driver()
+    try:
+        driver.get(server.url + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "threshold" in d.find_element(By.ID, "model").text)
+        assert not driver.find_element(By.ID, "drift").is_displayed()  # a quiet line: no banner
+        board = (np.indices((300, 300)).sum(axis=0) // 30 % 2 * 200 + 30).astype(np.uint8)  # not a casting
+        photos = []
+        for i in range(12):
+            photos.append(tmp_path / f"board{i}.png")
+            cv2.imwrite(str(photos[-1]), board)
+        driver.find_element(By.ID, "file-input").send_keys("\n".join(str(p) for p in photos))
+        banner = wait.until(lambda d: d.find_element(By.ID, "drift") if "alarm" in
+                            d.find_element(By.ID, "drift").get_attribute("class") else None)
+        assert banner.is_displayed() and "DRIFT ALARM" in banner.text and "unfamiliar" in banner.text
+    finally:
+        driver.quit()
+        server.stop()
+        log.close()

@@ -63,7 +63,7 @@ ReviewOpt = Annotated[Optional[tuple[float, float]], typer.Option(
     help="Send parts with LO <= p(defect) < HI to a person: decision 'review'.")]
 UnfamiliarOpt = Annotated[str, typer.Option(
     "--on-unfamiliar", metavar="review|reject|judge",
-    help="A photo unlike the training photos (blurred, over- or under-exposed, small, distorted): "
+    help="A photo unlike the training photos (unfamiliar to the model, blurred, over- or under-exposed, small, distorted): "
          "send it to review, reject it, or judge it as any other.")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Also the images in every sub-folder of a folder given.")]
 # What a library call raises for a user's mistake (a missing folder, a bad model file, a bad

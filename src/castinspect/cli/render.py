@@ -80,7 +80,11 @@ METRIC_ROWS = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("erro
                ("ROC-AUC", "roc_auc", "{:.5f}"), ("PR-AUC", "pr_auc", "{:.5f}"), ("Brier", "brier", "{:.5f}"),
                ("ECE", "ece", "{:.5f}"), ("share sent to review", "review_share", "{:.4f}"),
                ("escapes outside review", "auto_escapes", "{}"),
-               ("false rejects outside review", "auto_false_rejects", "{}")]
+               ("false rejects outside review", "auto_false_rejects", "{}"),
+               ("unfamiliar photos", "unfamiliar", "{}"), ("unlike training (any reason)", "unlike_training", "{}"),
+               ("accuracy like training", "accuracy_like_training", "{:.4f}"),
+               ("accuracy unlike training", "accuracy_unlike_training", "{:.4f}"),
+               ("silent errors (wrong, not flagged)", "silent_errors", "{}")]
 
 
 def print_metrics(metrics: dict, sections: list[str]) -> None:
@@ -98,14 +102,19 @@ def print_metrics(metrics: dict, sections: list[str]) -> None:
 
 def print_robustness(results: dict, summary: dict, band: bool) -> None:
     # With a review band, short headers so that eight columns fit 80 characters.
+    checked = all("silent_errors" in r for r in results.values())
     table = Table(title="line variations", caption=(
-        "esc.: defects passed; FR: OK parts rejected; auto: decided without review" if band else None))
+        ("esc.: defects passed; FR: OK parts rejected; auto: decided without review" if band else "")
+        + ("; unlike: flagged unlike the training photos; silent: wrong and not flagged" if checked else "")
+    ).strip("; ") or None)
     counts = ("esc.", "FR", "review", "auto esc.", "auto FR") if band else ("escapes", "false rejects")
+    counts += ("unlike", "silent") if checked else ()
     for col in ("variation", "kind", "accuracy", *counts):
         table.add_column(col, justify="left" if col in ("variation", "kind") else "right",
                          no_wrap=col in ("variation", "kind", "accuracy"))
     for name, r in results.items():
         review = (str(r["reviewed"]), str(r["auto_escapes"]), str(r["auto_false_rejects"])) if band else ()
+        review += (str(r["unlike_training"]), str(r["silent_errors"])) if checked else ()
         table.add_row(name, r["kind"], fmt(r["accuracy"], "{:.4f}"), str(r["escapes"]), str(r["false_rejects"]),
                       *review)
     out.print(table)

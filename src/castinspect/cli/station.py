@@ -1,4 +1,4 @@
-"""Commands of the inspection station: serve, and the log it writes (log export)."""
+"""Commands of the inspection station: serve, the log it writes (log export), and drift."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from castinspect.cli.app import (
 from castinspect.cli.render import write_records
 
 DbOpt = Annotated[str, typer.Option(metavar="URL", help="Inspection log: a file path, sqlite:///FILE or postgresql://user@host:port/name.")]
+WindowOpt = Annotated[int, typer.Option("--drift-window", metavar="N", help="Drift monitor: judgements in its rolling window.")]
+BaselineOpt = Annotated[int, typer.Option("--drift-baseline", metavar="N", help="Drift monitor: the first N judgements, what p(defect) and the reject rate are held against.")]
 
 
 @app.command()
@@ -40,6 +42,8 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted request body, in MiB.")] = 20.0,
     store_images: Annotated[bool, typer.Option(help="Keep each inspected photo in the log for audit (stored once per content).")] = False,
     station: Annotated[Optional[str], typer.Option(metavar="NAME", help="This station's name, written with each record (several stations, one log).")] = None,
+    drift_window: WindowOpt = 200,
+    drift_baseline: BaselineOpt = 500,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
     before its answer is sent.
@@ -49,10 +53,12 @@ def serve(
     from castinspect.inference.predict import Predictor
     from castinspect.station.app import check_binding
     from castinspect.station.app import serve as run_server
+    from castinspect.station.drift import DriftSettings
     from castinspect.station.log import InspectionLog
 
     with user_errors(OSError):
         check_binding(host, token)
+        drift = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
                                    on_unfamiliar=on_unfamiliar)
     # a database that cannot be reached: say which and why, no traceback
@@ -62,7 +68,7 @@ def serve(
         f"(log: {log.target.describe()}, schema v{log.schema_version()})")
     try:
         run_server(predictor, log, host=host, port=port, token=token,
-                   max_upload=int(max_upload_mb * 1024 * 1024), store_images=store_images)
+                   max_upload=int(max_upload_mb * 1024 * 1024), store_images=store_images, drift=drift)
     finally:
         log.close()
 
@@ -94,3 +100,43 @@ def log_export(
         else:
             n = log.export(fh, chosen)
     say(f"{n} inspections exported")
+
+
+@app.command()
+def drift(
+    db: DbOpt = "castinspect.db",
+    report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the control charts as one HTML page.")] = None,
+    since: Annotated[Optional[str], typer.Option(metavar="TIME", help="Only judgements from this UTC time on (ISO 8601, e.g. 2026-12-01 or 2026-12-01T06:00).")] = None,
+    model_id: Annotated[Optional[str], typer.Option("--model-id", metavar="ID", help="Only this model's judgements (default: the model of the latest one).")] = None,
+    drift_window: WindowOpt = 200,
+    drift_baseline: BaselineOpt = 500,
+) -> None:
+    """Replay the inspection log through the drift monitor: where the line stood, judgement by
+    judgement (ok / warning / alarm and why), from the log alone.
+
+    Example: castinspect drift --db sqlite:///line1.db --since 2026-12-01 --report drift.html
+    """
+    from castinspect.station.drift import DriftSettings, replay
+    from castinspect.station.drift_report import summarize, write_drift_report
+    from castinspect.station.log import InspectionLog
+
+    with user_errors():
+        settings = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
+        log = InspectionLog.open(db, create=False)
+    with log:
+        rows = [r for r in log.iter_rows() if r["decision"] is not None and (since is None or r["time"] >= since)]
+    chosen = model_id or (rows[-1]["model"] if rows else None)
+    rows = [r for r in rows if r["model"] == chosen]
+    history = replay(rows, settings, every=max(1, len(rows) // 2000))  # at most ~2,000 points charted
+    summary = summarize(history)
+    say(f"model {chosen}: {summary['judged']} judgements; state now: {summary['now'] or '-'}")
+    for state in ("warning", "alarm"):
+        first = summary[f"first_{state}"]
+        say(f"first {state}: " + ("never" if first is None else
+                                   f"judgement {first['index']} ({first['time']}): {'; '.join(first['reasons'])}"))
+    if history:
+        for reason in history[-1]["reasons"]:
+            say(f"  now: {reason}")
+    if report is not None:
+        write_drift_report(report, history, settings, log.target.describe())
+        say(f"report: {report}")

@@ -129,6 +129,10 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA where PyTorch sees a GPU, else the CPU), "cpu", "cuda"
     target_recall: float | None = None  # choose the threshold on validation for this defect recall
     calibrate: bool = True  # temperature scaling on validation
+    # Familiarity (``inference.familiarity``): the share of validation photos left outside what
+    # counts as familiar, and how many training photos' embeddings the model keeps to compare with.
+    familiarity_share: float = 0.005
+    familiarity_bank: int = 500
 
 
 @dataclass

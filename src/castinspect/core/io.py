@@ -62,10 +62,33 @@ def read_image(src: str | os.PathLike | bytes, name: str | None = None) -> np.nd
     ``src`` is a path or the file's bytes; ``name`` labels bytes in error messages. Colour, 16-bit,
     alpha and palette images are all reduced to 8-bit gray (the casting photos are gray already).
     """
+    return read_photo(src, name)[0]
+
+
+def read_photo(src: str | os.PathLike | bytes, name: str | None = None) -> tuple[np.ndarray, float]:
+    """``read_image``'s grey photo and how coloured the frame was (``colourfulness``), for the
+    image-quality checks: a colour photo where the training photos were grey is not what the
+    model learnt from, though its grey version may look plausible."""
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(src), name or "<bytes>")
-    label = name or str(src)
-    return decode_bytes(read_file(src, label), label)
+        label = name or "<bytes>"
+        raw = decode_raw(bytes(src), label)
+    else:
+        label = name or str(src)
+        raw = decode_raw(read_file(src, label), label)
+    return to_gray_uint8(raw, label), colourfulness(raw)
+
+
+def colourfulness(img: np.ndarray) -> float:
+    """Mean spread between a pixel's colour channels (max - min, in 8-bit levels) over every
+    fourth pixel each way; 0 for a grey frame, a few levels for a grey scene in a colour JPEG."""
+    if img.ndim != 3 or img.shape[2] < 3:
+        return 0.0
+    sub = img[::4, ::4, :3].astype(np.float32)
+    if img.dtype == np.uint16:
+        sub /= 257.0
+    elif img.dtype in (np.float32, np.float64):
+        sub *= 255.0 if img.max() <= 1.0 else 1.0
+    return float((sub.max(axis=2) - sub.min(axis=2)).mean())
 
 
 def read_file(path: str | os.PathLike, label: str | None = None) -> bytes:

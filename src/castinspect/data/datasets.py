@@ -12,10 +12,11 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from castinspect.core.io import ImageError, is_image_name, read_image
+from castinspect.core.io import ImageError, is_image_name, read_photo
 from castinspect.core.parallel import decode_all
 from castinspect.data.locate import prepare
 
@@ -48,6 +49,7 @@ class Decoded:
     classes: list[str]
     paths: list[str]
     errors: list[ImageError] = field(default_factory=list)
+    reasons: list[list[str]] | None = None  # per photo, what ``decode_set``'s ``check`` named
 
 
 def class_folders(root: Path) -> list[str]:
@@ -129,16 +131,23 @@ def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
 
 
 def decode_set(images: ImageSet, size: int, strict: bool = False, workers: int | None = None,
-               locate: bool = False) -> Decoded:
+               locate: bool = False, check: Callable[[np.ndarray, float], list[str] | None] | None = None) -> Decoded:
     """Decode every image once, as a model of input ``size`` sees it (cropped to its part with
-    ``locate``). Unreadable files are collected (or raised if strict)."""
-    results = decode_all(lambda path: prepare(read_image(path), size, locate), images.paths, workers)
+    ``locate``). Unreadable files are collected (or raised if strict). ``check`` (e.g. a
+    predictor's ``quality_reasons``) is applied to each full decoded photo and its colourfulness
+    (``core.io.read_photo``), its answers kept in ``reasons``."""
+    def load(path: str) -> tuple[np.ndarray, list[str]]:
+        gray, colour = read_photo(path)
+        return prepare(gray, size, locate), (check(gray, colour) or []) if check is not None else []
+
+    results = decode_all(load, images.paths, workers)
     errors = [r for r in results if isinstance(r, ImageError)]
     if errors and strict:
         raise errors[0]
     keep = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
-    stack = np.stack([results[i] for i in keep]) if keep else np.zeros((0, size, size), np.uint8)
-    return Decoded(stack, images.labels[keep], images.classes, [images.paths[i] for i in keep], errors)
+    stack = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, size, size), np.uint8)
+    return Decoded(stack, images.labels[keep], images.classes, [images.paths[i] for i in keep], errors,
+                   [results[i][1] for i in keep] if check is not None else None)
 
 
 def load_split(source: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:

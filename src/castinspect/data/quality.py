@@ -3,9 +3,10 @@
 Each photo gets a few plain measurements (``PhotoStats``): its size and aspect ratio,
 sharpness (variance of the Laplacian over the photo's own variance, at a fixed working size, so
 that cameras of any resolution and exposure compare), mean level and the shares of clipped
-pixels. A ``QualityReference`` holds their ranges over the training photos and travels with the
-model; ``QualityReference.reasons`` names what is out of range, in short words: ``small``,
-``aspect-distorted``, ``blurred``, ``overexposed``, ``underexposed``. The margins keep photos like
+pixels, and how coloured the frame was. A ``QualityReference`` holds their ranges over the
+training photos and travels with the model; ``QualityReference.reasons`` names what is out of
+range, in short words: ``small``, ``aspect-distorted``, ``blurred``, ``overexposed``,
+``underexposed``, ``colour`` (a colour photo where the training photos were grey). The margins keep photos like
 the training ones clear of every check; a photo far outside is named.
 """
 
@@ -26,6 +27,7 @@ ASPECT_MARGIN = 1.1  # an aspect ratio this factor beyond the training range is 
 SHARPNESS_MARGIN = 0.5  # sharper than this share of the training photos' least sharp is not "blurred"
 LEVEL_MARGIN = 25.0  # grey levels beyond the training range of mean levels
 CLIPPED_MARGIN = 0.05  # share of the frame beyond the training range of clipped shares
+COLOUR_MARGIN = 8.0  # channel spread (grey levels) beyond the training photos' before a photo is "colour"
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ class PhotoStats:
     mean: float
     bright: float  # share of pixels at or above BRIGHT
     dark: float  # share of pixels at or below DARK
+    colour: float = 0.0  # ``core.io.colourfulness`` of the frame as stored
 
 
-def photo_stats(gray: np.ndarray) -> PhotoStats:
-    """The measurements of one decoded grey photo (full resolution, before any crop or resize)."""
+def photo_stats(gray: np.ndarray, colour: float = 0.0) -> PhotoStats:
+    """The measurements of one decoded grey photo (full resolution, before any crop or resize);
+    ``colour``: how coloured its frame was (``core.io.read_photo``)."""
     h, w = gray.shape
     scale = WORK_SIDE / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -48,7 +52,7 @@ def photo_stats(gray: np.ndarray) -> PhotoStats:
     sharpness = float(cv2.Laplacian(work, cv2.CV_32F).var() / max(1.0, float(work.var())))
     return PhotoStats(width=w, height=h, sharpness=sharpness,
                       mean=float(gray.mean()), bright=float((gray >= BRIGHT).mean()),
-                      dark=float((gray <= DARK).mean()))
+                      dark=float((gray <= DARK).mean()), colour=float(colour))
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class QualityReference:
     mean: tuple[float, float]
     bright: float
     dark: float
+    colour: float | None = None  # None: fitted before colour was measured (not checked)
 
     @classmethod
     def fit(cls, stats: Iterable[PhotoStats]) -> "QualityReference":
@@ -78,7 +83,8 @@ class QualityReference:
                    aspect=(q(aspect, LOW_Q), q(aspect, HIGH_Q)),
                    sharpness=q([p.sharpness for p in s], SHARP_Q),
                    mean=(q(mean, LOW_Q), q(mean, HIGH_Q)),
-                   bright=q([p.bright for p in s], HIGH_Q), dark=q([p.dark for p in s], HIGH_Q))
+                   bright=q([p.bright for p in s], HIGH_Q), dark=q([p.dark for p in s], HIGH_Q),
+                   colour=q([p.colour for p in s], HIGH_Q))
 
     def reasons(self, p: PhotoStats) -> list[str]:
         """What about photo ``p`` is unlike the training photos; empty when nothing is."""
@@ -93,6 +99,8 @@ class QualityReference:
             out.append("overexposed")
         if p.mean < self.mean[0] - LEVEL_MARGIN or p.dark > self.dark + CLIPPED_MARGIN:
             out.append("underexposed")
+        if self.colour is not None and p.colour > self.colour + COLOUR_MARGIN:
+            out.append("colour")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,10 +116,10 @@ class QualityReference:
 def fit_reference(paths: list[str], sample: int = 200, seed: int = 0) -> QualityReference:
     """The reference of (up to ``sample`` of) the training photos at ``paths``; unreadable ones
     are left out, as training leaves them out."""
-    from castinspect.core.io import ImageError, read_image
+    from castinspect.core.io import ImageError, read_photo
     from castinspect.core.parallel import decode_all
 
     pick = np.random.default_rng(seed).permutation(len(paths))[:sample]
     # measured in the workers: only the numbers come back, not (up to) 200 full-size photos
-    stats = decode_all(lambda path: photo_stats(read_image(path)), [paths[i] for i in sorted(pick)])
+    stats = decode_all(lambda path: photo_stats(*read_photo(path)), [paths[i] for i in sorted(pick)])
     return QualityReference.fit(s for s in stats if not isinstance(s, ImageError))

@@ -41,12 +41,16 @@ class Evaluation:
 
 
 def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels: np.ndarray,
-                    paths: list[str]) -> Evaluation:
-    probs = predictor.probabilities(images)
-    inspections = predictor.inspections(paths, probs)
+                    paths: list[str], reasons: list[list[str]] | None = None) -> Evaluation:
+    """Judge decoded photos (with their quality ``reasons``, where checked) and compare with
+    ``labels``. The metrics are of the model's labels, every photo counted; ``flagged_metrics``
+    adds how many photos were unlike the training photos and how the model did on each kind."""
+    probs, familiarity = predictor.judge(images)
+    inspections = predictor.inspections(paths, probs, reasons, familiarity)
     preds = np.array([predictor.classes.index(i.label) for i in inspections], dtype=np.int64)
     metrics = summarize(labels, probs, preds, predictor.classes, predictor.ok_index,
                         predictor.threshold)
+    metrics.update(flagged_metrics(inspections, labels == preds))
     if predictor.ok_index is not None:
         y = (labels != predictor.ok_index).astype(int)
         p_defect = defect_probability(probs, predictor.ok_index)
@@ -57,6 +61,27 @@ def evaluate_arrays(predictor: Predictor, name: str, images: np.ndarray, labels:
         {"path": insp.source, "true": predictor.classes[t], "label": insp.label, "p_defect": insp.p_defect}
         for insp, t, p in zip(inspections, labels, preds) if t != p]
     return Evaluation(name, metrics, labels, probs, inspections)
+
+
+def flagged_metrics(inspections: list[Inspection], right: np.ndarray) -> dict:
+    """Photos unlike the training photos (any reason: ``unfamiliar``, ``blurred``, ...), those
+    flagged for a person (a reason, or the review band), the accuracy on photos like and unlike
+    the training photos, and the silent errors: wrong labels on photos nobody was told to look at."""
+    unlike = np.array([bool(i.reasons) for i in inspections], dtype=bool)
+    flagged = unlike | np.array([i.decision == "review" for i in inspections], dtype=bool)
+    reasons: dict[str, int] = {}
+    for i in inspections:
+        for r in i.reasons:
+            reasons[r] = reasons.get(r, 0) + 1
+
+    def accuracy(mask: np.ndarray) -> float | None:
+        return float(right[mask].mean()) if mask.any() else None
+
+    measured = bool(inspections) and inspections[0].familiar is not None
+    return {"unfamiliar": sum(i.familiar is False for i in inspections) if measured else None,
+            "unlike_training": int(unlike.sum()), "reasons": reasons, "flagged": int(flagged.sum()),
+            "accuracy_like_training": accuracy(~unlike), "accuracy_unlike_training": accuracy(unlike),
+            "silent_errors": int((~right & ~flagged).sum())}
 
 
 def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: bool = False,
@@ -74,8 +99,9 @@ def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: b
         images = read_manifest(data, split, predictor.classes)
     else:
         images = load_folder(data, predictor.classes)
-    decoded = decode_set(images, predictor.input_size, strict=strict, locate=predictor.locate)
-    result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths)
+    decoded = decode_set(images, predictor.input_size, strict=strict, locate=predictor.locate,
+                         check=predictor.quality_reasons)
+    result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths, decoded.reasons)
     result.errors = decoded.errors
     result.metrics["unreadable"] = [str(e) for e in decoded.errors]
     if train_root is not None:
@@ -84,7 +110,7 @@ def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: b
         copied = copies_in(decoded.paths, load_split(train_root, "train").paths)
         keep = np.flatnonzero(~copied)
         subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
-                                 [decoded.paths[i] for i in keep])
+                                 [decoded.paths[i] for i in keep], [decoded.reasons[i] for i in keep])
         result.metrics["leak_free"] = {**subset.metrics, "removed_as_copies": int(copied.sum())}
     return result
 
@@ -126,7 +152,7 @@ def finite(obj):
 
 
 HEADLINE = ("n", "accuracy", "errors", "escapes", "false_rejects", "defect_recall",
-            "false_reject_rate", "roc_auc", "pr_auc", "brier", "ece")
+            "false_reject_rate", "roc_auc", "pr_auc", "brier", "ece", "unfamiliar", "silent_errors")
 
 
 def headline(m: dict) -> dict:

@@ -50,6 +50,14 @@ def _metrics_table(m: dict) -> str:
             ("ROC-AUC", f"{m['roc_auc']:.5f}"), ("PR-AUC", f"{m['pr_auc']:.5f}"),
             ("Brier score", f"{m['brier']:.5f}"), ("ECE", f"{m['ece']:.5f}"),
         ]
+    if "silent_errors" in m:
+        rows += [
+            ("unfamiliar photos", "not measured" if m["unfamiliar"] is None else m["unfamiliar"]),
+            ("photos unlike the training photos (any reason)", m["unlike_training"]),
+            ("accuracy on photos like / unlike them", " / ".join(
+                "-" if a is None else f"{a:.4f}" for a in (m["accuracy_like_training"], m["accuracy_unlike_training"]))),
+            ("silent errors (wrong and not flagged for review)", m["silent_errors"]),
+        ]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     per = "".join(
         f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.4f}</td><td>{v['recall']:.4f}</td>"
@@ -109,13 +117,17 @@ def _galleries(ev: Evaluation, predictor: Predictor) -> str:
 
 def _robustness_section(results: dict, samples: dict[str, np.ndarray] | None) -> str:
     band = has_review_band(results)
+    checked = all("silent_errors" in r for r in results.values())
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(r['kind'])}</td><td>{html.escape(r['description'])}</td>"
         f"<td>{r['accuracy']:.4f}</td><td>{r['escapes']}</td><td>{r['false_rejects']}</td>"
         + (f"<td>{r['reviewed']}</td><td>{r['auto_escapes']}</td><td>{r['auto_false_rejects']}</td>" if band else "")
+        + (f"<td>{r['unlike_training']}</td><td>{r['silent_errors']}</td>" if checked else "")
         + (f'<td><img class="plain" src="{png_data_uri(samples[name])}" alt=""></td>' if samples and name in samples else "<td></td>")
         + "</tr>" for name, r in results.items())
     review_head = "<th>to review</th><th>escapes outside review</th><th>false rejects outside review</th>" if band else ""
+    if checked:
+        review_head += "<th>flagged unlike training</th><th>silent errors (wrong, not flagged)</th>"
     lists = [("Defects passed under a variation", escaped_photos(results))]  # each defect once
     if band:
         lists.append(("Defects passed without review", escaped_photos(results, key="passed_unreviewed")))

@@ -10,6 +10,11 @@ ranges (``data.augment``); this suite uses its own fixed settings, so the two ar
 
 Random parts of a variation (rotation angle, shift direction, noise) are seeded per photo from
 (seed, variation, photo index), so a result does not depend on batch or chunk sizes.
+
+Where the predictor checks photos (quality reasons on the varied photo, familiarity of its
+embedding), each variation also counts the photos flagged as unlike the training photos and the
+*silent errors*: wrong labels on photos that nobody was told to look at (not flagged, not in
+the review band) — on a line, the errors that matter.
 """
 
 from __future__ import annotations
@@ -171,8 +176,9 @@ def run_suite(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation
               chunk: int = 256, workers: int | None = None) -> tuple[dict, list[ImageError]]:
     """Judge every photo of ``images`` under every variation of ``suite``, at the predictor's
     threshold. Returns ({variation name: metrics + kind + description}, unreadable files)."""
-    probs, labels, errors = suite_probabilities(predictor, images, seed, suite, chunk, workers)
-    return suite_metrics(probs, labels, predictor, predictor.threshold, suite, judged_paths(images, errors)), errors
+    probs, labels, errors, flags = suite_probabilities(predictor, images, seed, suite, chunk, workers)
+    return suite_metrics(probs, labels, predictor, predictor.threshold, suite, judged_paths(images, errors),
+                         flags), errors
 
 
 def judged_paths(images: ImageSet, errors: list[ImageError]) -> list[str]:
@@ -182,18 +188,23 @@ def judged_paths(images: ImageSet, errors: list[ImageError]) -> list[str]:
 
 
 def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple[Variation, ...] = SUITE,
-                        chunk: int = 256, workers: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, list[ImageError]]:
-    """({variation name: (N, C) probabilities}, labels (N,), unreadable files): the expensive part,
-    which ``suite_metrics`` turns into metrics at any threshold. Memory holds one chunk of
-    full-resolution photos at a time."""
+                        chunk: int = 256, workers: int | None = None
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray, list[ImageError], dict[str, np.ndarray] | None]:
+    """({variation name: (N, C) probabilities}, labels (N,), unreadable files, {variation name:
+    (N,) flagged as unlike the training photos}, or None for a predictor that checks nothing):
+    the expensive part, which ``suite_metrics`` turns into metrics at any threshold. Memory holds
+    one chunk of full-resolution photos at a time."""
     size, locate = predictor.input_size, getattr(predictor, "locate", False)
+    checks = hasattr(predictor, "judge")  # the Predictor; the benchmarks' stand-ins only score
     probs: dict[str, list[np.ndarray]] = {v.name: [] for v in suite}
+    flags: dict[str, list[np.ndarray]] = {v.name: [] for v in suite}
     labels: list[int] = []
     errors: list[ImageError] = []
 
-    def varied(args: tuple[int, Variation, np.ndarray, int]) -> np.ndarray:
+    def varied(args: tuple[int, Variation, np.ndarray, int]) -> tuple[np.ndarray, bool]:
         k, v, img, idx = args
-        return prepare(v.apply(img, variation_rng(seed, k, idx)), size, locate)
+        photo = v.apply(img, variation_rng(seed, k, idx))
+        return prepare(photo, size, locate), bool(checks and predictor.quality_reasons(photo))
 
     with Decoder(workers) as decoder:
         for start in range(0, len(images), chunk):
@@ -203,17 +214,29 @@ def suite_probabilities(predictor, images: ImageSet, seed: int = 0, suite: tuple
             labels += [int(images.labels[start + i]) for i in good]
             for k, v in enumerate(suite):
                 batch = decoder.map(varied, [(k, v, photos[i], start + i) for i in good])
-                if batch:
-                    probs[v.name].append(predictor.probabilities(np.stack(batch)))
+                if not batch:
+                    continue
+                x, reasoned = np.stack([b[0] for b in batch]), np.array([b[1] for b in batch])
+                if checks:
+                    p, familiarity = predictor.judge(x)
+                    unfamiliar = predictor.unfamiliar(familiarity)
+                    flags[v.name].append(reasoned | unfamiliar if unfamiliar is not None else reasoned)
+                else:
+                    p = predictor.probabilities(x)
+                probs[v.name].append(p)
     joined = {v.name: np.concatenate(probs[v.name]) if probs[v.name] else np.zeros((0, len(predictor.classes)))
               for v in suite}
-    return joined, np.asarray(labels, dtype=np.int64), errors
+    flagged = {v.name: np.concatenate(flags[v.name]) if flags[v.name] else np.zeros(0, bool) for v in suite}
+    return joined, np.asarray(labels, dtype=np.int64), errors, flagged if checks else None
 
 
 def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, threshold: float,
-                  suite: tuple[Variation, ...] = SUITE, paths: list[str] | None = None) -> dict:
+                  suite: tuple[Variation, ...] = SUITE, paths: list[str] | None = None,
+                  flags: dict[str, np.ndarray] | None = None) -> dict:
     """Accuracy, escapes and false rejects per variation at ``threshold``; with the judged
-    photos' ``paths``, also which photos escaped and which were falsely rejected.
+    photos' ``paths``, also which photos escaped and which were falsely rejected. With
+    ``flags`` (``suite_probabilities``'), the photos flagged as unlike the training photos and
+    the silent errors (wrong, and neither flagged nor in the review band).
 
     Where the predictor has a review band, also how many photos each variation sends to a person
     and the escapes and false rejects left to the automatic decisions (``review_summary``), with
@@ -233,6 +256,10 @@ def suite_metrics(probs: dict[str, np.ndarray], labels: np.ndarray, predictor, t
         p_defect = defect_probability(p, predictor.ok_index)
         if band is not None:
             r.update(review_summary(defective.astype(int), p_defect, *band, threshold))
+        if flags is not None:
+            seen = flags[v.name] | (in_review_band(p_defect, *band) if band is not None else False)
+            r.update(unlike_training=int(flags[v.name].sum()), silent_errors=int(((preds != labels) & ~seen).sum()),
+                     silent_escapes=int((defective & (preds == predictor.ok_index) & ~seen).sum()))
         if paths is not None:
             said_ok = preds == predictor.ok_index
             r["escaped"] = [paths[i] for i in np.flatnonzero(defective & said_ok)]

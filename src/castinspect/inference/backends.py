@@ -1,9 +1,11 @@
 """Inference backends: the same calibrated probabilities from PyTorch, ONNX Runtime or OpenVINO.
 
-Each takes decoded, resized uint8 images (N, S, S) and returns class probabilities (N, C). The
-ONNX backends run a graph of ``export.py``: read from an exported ``.onnx`` file, it holds the
-whole judgement (normalisation, views, temperature, softmax); built in memory from a checkpoint,
-it is the one-view graph, and ``combine_views`` adds the mirror view and the softmax (faster).
+Each takes decoded, resized uint8 images (N, S, S) and returns class probabilities (N, C) and
+the photos' familiarity (N,), or None for a model that does not measure it (``run``). The ONNX
+backends run a graph of ``export.py``: read from an exported ``.onnx`` file, it holds the whole
+judgement (normalisation, views, temperature, softmax, familiarity); built in memory from a
+checkpoint, it is the one-view graph, and ``combine_views`` adds the mirror view, the softmax and
+the familiarity (faster).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from castinspect.inference.export import INPUT_NAME, to_onnx_bytes
+from castinspect.inference.familiarity import Familiarity
 from castinspect.models.checkpoint import Checkpoint
-from castinspect.models.network import predict_probs
+from castinspect.models.network import softmax, to_input
 from castinspect.models.registry import mirror_average
+
+Judged = tuple[np.ndarray, np.ndarray | None]  # probabilities (N, C), familiarity (N,) or None
 
 BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-bf16")
 
@@ -28,32 +34,45 @@ def default_backend() -> str:
     return "onnxruntime" if importlib.util.find_spec("onnxruntime") else "pytorch"
 
 
+def checkpoint_familiarity(ckpt: Checkpoint | None) -> Familiarity | None:
+    return None if ckpt is None or ckpt.familiarity is None else Familiarity.from_state(ckpt.familiarity)
+
+
 class TorchBackend:
     name = "pytorch"
 
     def __init__(self, ckpt: Checkpoint) -> None:
         self.model = ckpt.build_network()
         self.temperature = ckpt.temperature
+        self.familiarity = checkpoint_familiarity(ckpt)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return predict_probs(self.model, images, temperature=self.temperature)
+    @torch.no_grad()
+    def run(self, images: np.ndarray) -> Judged:
+        logits, embedding = self.model.forward_with_embedding(to_input(torch.as_tensor(images)))
+        probs = softmax(logits.numpy(), self.temperature).astype(np.float32)
+        return probs, None if self.familiarity is None else self.familiarity(embedding).numpy()
 
 
-def combine_views(run, images: np.ndarray, mirror: bool | None) -> np.ndarray:
-    """Class probabilities from ``run``, a compiled graph of ``export.py`` on uint8 images.
+def combine_views(run, images: np.ndarray, mirror: bool | None,
+                  familiarity: Familiarity | None = None) -> Judged:
+    """Probabilities and familiarity from ``run``, a compiled graph of ``export.py`` on uint8
+    images, which returns the graph's outputs in order.
 
-    ``mirror`` None: an exported graph, whole in itself; its output is the answer. True or False:
-    the one-view graph, which returns temperature-scaled logits; the photos' (and with ``mirror``
-    their mirror images') logits are averaged and put through the softmax here, as the model's
-    own forward does."""
+    ``mirror`` None: an exported graph, whole in itself; its outputs are the answer. True or
+    False: the one-view graph, which returns temperature-scaled logits and the embedding; the
+    photos' (and with ``mirror`` their mirror images') logits and embeddings are averaged, and
+    put through the softmax and ``familiarity`` here, as the model's own forward does."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     if mirror is None:
-        return run(images)
-    z = run(images)
+        out = run(images)
+        return out[0], out[1] if len(out) > 1 else None
+    z, e = run(images)
     if mirror:
-        z = (z + run(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+        z2, e2 = run(np.ascontiguousarray(images[:, :, ::-1]))
+        z, e = (z + z2) / 2, (e + e2) / 2
     z = np.exp(z - z.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    probs = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs, None if familiarity is None else familiarity.score(e)
 
 
 class OnnxRuntimeBackend:
@@ -61,7 +80,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model: bytes | str, mirror: bool | None = None) -> None:
+    def __init__(self, model: bytes | str, mirror: bool | None = None,
+                 familiarity: Familiarity | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -71,9 +91,11 @@ class OnnxRuntimeBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         self.mirror = mirror
+        self.familiarity = familiarity
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return combine_views(lambda x: self.session.run(None, {INPUT_NAME: x})[0], images, self.mirror)
+    def run(self, images: np.ndarray) -> Judged:
+        return combine_views(lambda x: self.session.run(None, {INPUT_NAME: x}), images, self.mirror,
+                             self.familiarity)
 
 
 class OpenVinoBackend:
@@ -81,7 +103,8 @@ class OpenVinoBackend:
 
     name = "openvino"
 
-    def __init__(self, model: bytes | str, precision: str = "f32", mirror: bool | None = None) -> None:
+    def __init__(self, model: bytes | str, precision: str = "f32", mirror: bool | None = None,
+                 familiarity: Familiarity | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -99,20 +122,21 @@ class OpenVinoBackend:
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         self.mirror = mirror
+        self.familiarity = familiarity
         # Calling the compiled model reuses one infer request, which two threads (the server's
         # request pool) cannot share ("Infer Request is busy"): one request per thread instead.
         self._local = threading.local()
-        self._output = self.compiled.output(0)
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        # A copy, in case the result shares the request's output buffer, which its next call reuses.
-        return np.array(request.infer([x])[self._output], dtype=np.float32)
+        # Copies, in case the results share the request's output buffers, which its next call reuses.
+        result = request.infer([x])
+        return [np.array(result[o], dtype=np.float32) for o in self.compiled.outputs]
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return combine_views(self._infer, images, self.mirror)
+    def run(self, images: np.ndarray) -> Judged:
+        return combine_views(self._infer, images, self.mirror, self.familiarity)
 
 
 def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | str | None):
@@ -128,14 +152,16 @@ def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | s
     if onnx_model is None:
         onnx_model = to_onnx_bytes(checkpoint, one_view=True)  # in memory, a second or so
         mirror = mirror_average(checkpoint.config.model)  # the rule metadata() reports, without its hashing
-    return onnx_backend(name, onnx_model, mirror)
+    return onnx_backend(name, onnx_model, mirror, checkpoint_familiarity(checkpoint) if mirror is not None else None)
 
 
-def onnx_backend(name: str, graph: bytes | str, mirror: bool | None = None):
-    """ONNX Runtime or OpenVINO (``name`` as in BACKENDS) on a graph of ``export.py``."""
+def onnx_backend(name: str, graph: bytes | str, mirror: bool | None = None,
+                 familiarity: Familiarity | None = None):
+    """ONNX Runtime or OpenVINO (``name`` as in BACKENDS) on a graph of ``export.py``
+    (``familiarity``: the one-view graph's, applied to its embedding)."""
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(graph, mirror)
-    return OpenVinoBackend(graph, "bf16" if name == "openvino-bf16" else "f32", mirror)
+        return OnnxRuntimeBackend(graph, mirror, familiarity)
+    return OpenVinoBackend(graph, "bf16" if name == "openvino-bf16" else "f32", mirror, familiarity)
 
 
 def installed_backends() -> list[str]:

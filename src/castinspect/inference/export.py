@@ -2,9 +2,11 @@
 
 The graph takes what ``core.io.load_for_model`` returns — decoded, resized uint8 images (N, S, S) —
 and gives calibrated class probabilities (N, C): the cast to float, the model's own
-normalisation, the network, the temperature and the softmax are all inside. Class names, the
-good-part class, threshold, temperature, input size and model id travel in the metadata, so an
-``.onnx`` file judges exactly like the checkpoint it came from.
+normalisation, the network, the temperature and the softmax are all inside; where the model
+measures familiarity, a second output gives it (N,) (``inference.familiarity``, bank and
+calibration inside the graph). Class names, the good-part class, threshold, temperature, input
+size and model id travel in the metadata, so an ``.onnx`` file judges exactly like the
+checkpoint it came from.
 
 INT8 (``--int8``): static quantisation by ONNX Runtime, calibrated on training photos only.
 """
@@ -21,37 +23,54 @@ import numpy as np
 import torch
 from torch import nn
 
+from castinspect.inference.familiarity import Familiarity
 from castinspect.models.checkpoint import Checkpoint
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-LOGITS_NAME = "scaled_logits"  # the one-view graph of the in-process backends (to_onnx_bytes)
+FAMILIARITY_NAME = "familiarity"
+LOGITS_NAME = "scaled_logits"  # the one-view graph of the in-process backends (to_onnx_bytes) ...
+EMBEDDING_NAME = "embedding"  # ... and its second output
 META_KEY = "castinspect"
 
 
 class InferenceGraph(nn.Module):
-    """uint8 images (N, S, S) -> calibrated probabilities (N, C), or with ``logits`` the
-    temperature-scaled logits before the softmax: what is traced into the ONNX graph."""
+    """uint8 images (N, S, S) -> calibrated probabilities (N, C) and, with ``familiarity``, the
+    photos' familiarity (N,); or with ``logits`` the temperature-scaled logits before the softmax
+    and the embedding: what is traced into the ONNX graph."""
 
-    def __init__(self, model: nn.Module, temperature: float, logits: bool = False) -> None:
+    def __init__(self, model: nn.Module, temperature: float, logits: bool = False,
+                 familiarity: Familiarity | None = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.temperature = float(temperature)
         self.logits = logits
+        self.familiarity = familiarity
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = images.unsqueeze(1).to(torch.float32) / 255.0
-        z = self.model(x) / self.temperature
-        return z if self.logits else torch.softmax(z, dim=1)
+        z, embedding = self.model.forward_with_embedding(x)
+        z = z / self.temperature
+        if self.logits:
+            return z, embedding
+        p = torch.softmax(z, dim=1)
+        return p if self.familiarity is None else (p, self.familiarity(embedding))
+
+
+def graph_outputs(ckpt: Checkpoint, one_view: bool) -> list[str]:
+    """The output names of the graph ``to_onnx_bytes`` builds."""
+    if one_view:
+        return [LOGITS_NAME, EMBEDDING_NAME]
+    return [OUTPUT_NAME] + ([FAMILIARITY_NAME] if ckpt.familiarity is not None else [])
 
 
 def to_onnx_bytes(ckpt: Checkpoint, one_view: bool = False) -> bytes:
     """The fp32 graph with its metadata, as bytes (``export_onnx`` writes them to a file).
 
     With ``one_view`` the graph judges the photos only as given and returns temperature-scaled
-    logits (``LOGITS_NAME``): the in-process backends build it from a checkpoint and do the mirror
-    averaging and the softmax themselves (``backends.combine_views``), which OpenVINO runs faster
+    logits (``LOGITS_NAME``) and the embedding: the in-process backends build it from a
+    checkpoint and do the mirror averaging, the softmax and the familiarity themselves (``backends.combine_views``), which OpenVINO runs faster
     than one graph holding both views (``benchmarks/view_graphs.py``; docs: results, speed).
     Exported files keep both views in the graph, so that a file judges on its own exactly as
     castinspect does."""
@@ -61,14 +80,16 @@ def to_onnx_bytes(ckpt: Checkpoint, one_view: bool = False) -> bytes:
     model = ckpt.build_network()
     if one_view:
         model.mirror_average = False
-    output = LOGITS_NAME if one_view else OUTPUT_NAME
-    graph_module = InferenceGraph(model, ckpt.temperature, logits=one_view)
+    outputs = graph_outputs(ckpt, one_view)
+    familiarity = None if one_view or ckpt.familiarity is None else Familiarity.from_state(ckpt.familiarity)
+    graph_module = InferenceGraph(model, ckpt.temperature, logits=one_view, familiarity=familiarity)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(graph_module, (torch.zeros(1, size, size, dtype=torch.uint8),), buf,
-                          input_names=[INPUT_NAME], output_names=[output], opset_version=OPSET,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, output: {0: "batch"}}, dynamo=False)
+                          input_names=[INPUT_NAME], output_names=outputs, opset_version=OPSET,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+                          dynamo=False)
     graph = onnx.load_from_string(buf.getvalue())
     entry = graph.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(ckpt.metadata())
@@ -139,7 +160,10 @@ def quantize_int8(fp32: bytes, out: Path, calibration: np.ndarray, batch: int = 
     try:
         tmp.write_bytes(fp32)
         quant_pre_process(str(tmp), str(pre))
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
+        # The familiarity's cosine distances stay in float: 8-bit similarities are too coarse
+        # for a cut a few hundredths wide (its nodes are named after the module).
+        exact = [n.name for n in onnx.load(str(pre)).graph.node if n.name.startswith("/familiarity/")]
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=exact,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
     finally:
         tmp.unlink(missing_ok=True)

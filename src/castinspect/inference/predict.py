@@ -1,12 +1,12 @@
 """The Predictor: the one path from photos to Inspections, behind every entry point.
 
-    file / bytes -> core.io (decode, preprocess) -> backend (model + calibrated softmax)
-                 -> core.decision -> Inspection
+    file / bytes -> core.io (decode, preprocess) -> data.quality (reasons)
+                 -> backend (model + calibrated softmax + familiarity) -> core.decision -> Inspection
 
 Two ways in: ``predict`` for many photos (a pipeline: decoding runs ahead of the model) and
 ``predict_one`` for one photo on the calling thread (the line's one-at-a-time path, with a
 heatmap when asked). ``castinspect predict``, ``evaluate``, ``explain``, the server and the demo
-all go through it, so they cannot drift apart. ``probabilities``, ``inspections`` and
+all go through it, so they cannot drift apart. ``judge``, ``probabilities``, ``inspections`` and
 ``heatmaps`` work on decoded arrays, for evaluation and reports.
 """
 
@@ -25,7 +25,7 @@ from castinspect.core.decision import (
     defect_probability,
     predicted_index,
 )
-from castinspect.core.io import ImageError, preprocess, read_image
+from castinspect.core.io import ImageError, preprocess, read_photo
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
 from castinspect.data.locate import crop_to_part, prepare
@@ -80,6 +80,10 @@ class Predictor:
         # exported graph's metadata alike; None for models trained before it was recorded.
         ref = meta.get("quality_reference")
         self.quality: QualityReference | None = QualityReference.from_dict(ref) if ref else None
+        # The share of validation photos left outside what is familiar (``inference.familiarity``);
+        # None: the model does not measure familiarity (trained before it did).
+        familiarity = meta.get("familiarity")
+        self.familiarity_share: float | None = familiarity["share"] if familiarity else None
         self.on_unfamiliar = on_unfamiliar
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
@@ -102,17 +106,18 @@ class Predictor:
         decode (``core.parallel``). A bad file yields an Inspection with ``error`` set and the rest
         go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
         def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
-            gray = read_image(item[1], item[0])
-            return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray) or []
+            gray, colour = read_photo(item[1], item[0])
+            return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray, colour) or []
 
         with Decoder(self.workers) as decoder:
             for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
                 judged: dict[int, Inspection] = {}
                 if good:
-                    probs = self.probabilities(np.stack([decoded[i][1] for i in good]))
+                    probs, familiarity = self.judge(np.stack([decoded[i][1] for i in good]))
                     reasons = [decoded[i][2] for i in good]
-                    for i, insp in zip(good, self.inspections([batch[i][0] for i in good], probs, reasons)):
+                    names = [batch[i][0] for i in good]
+                    for i, insp in zip(good, self.inspections(names, probs, reasons, familiarity)):
                         insp.photo = decoded[i][0]
                         judged[i] = insp
                 for i, (name, _) in enumerate(batch):
@@ -127,52 +132,72 @@ class Predictor:
             self.require_checkpoint()
         name = next(_named([source], None if name is None else [name]))[0]
         try:
-            gray = read_image(source, name)
+            gray, colour = read_photo(source, name)
         except ImageError as exc:
             return self.failed(name, exc)
         # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
         seen = crop_to_part(gray) if self.locate else gray
         x = preprocess(seen, self.input_size)[None]
-        insp = self.inspections([name], self.probabilities(x), [self.quality_reasons(gray) or []])[0]
+        probs, familiarity = self.judge(x)
+        insp = self.inspections([name], probs, [self.quality_reasons(gray, colour) or []], familiarity)[0]
         insp.photo = seen
         insp.heatmap = self.heatmaps(x)[0] if heatmap else None
         return insp
 
     # -- decoded arrays ----------------------------------------------------------------------
 
-    def quality_reasons(self, gray: np.ndarray) -> list[str] | None:
-        """What about a decoded photo (full size, before the crop and resize) is unlike the
-        training photos (``data.quality``): [] when nothing is, None when the model has no
-        reference to check against."""
-        return None if self.quality is None else self.quality.reasons(photo_stats(gray))
+    def quality_reasons(self, gray: np.ndarray, colour: float = 0.0) -> list[str] | None:
+        """What about a decoded photo (full size, before the crop and resize; ``colour`` how
+        coloured its frame was, ``core.io.read_photo``) is unlike the training photos
+        (``data.quality``): [] when nothing is, None when the model has no reference to check
+        against."""
+        return None if self.quality is None else self.quality.reasons(photo_stats(gray, colour))
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         """A decoded photo as this model sees it: cropped to its part where the model locates
         parts, resized to its input."""
         return prepare(gray, self.input_size, self.locate)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S), a bounded
-        batch at a time: a backend given all of a test split at once holds every layer's
-        activations for all of it (gigabytes for a few hundred photos)."""
+    def judge(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) class probabilities and (N,) familiarity (None where the model does not measure
+        it) for decoded, preprocessed uint8 images (N, S, S), a bounded batch at a time: a backend
+        given all of a test split at once holds every layer's activations for all of it
+        (gigabytes for a few hundred photos)."""
         if len(images) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        return np.concatenate([self.backend.probabilities(images[i:i + ARRAY_BATCH])
-                               for i in range(0, len(images), ARRAY_BATCH)])
+            empty = np.zeros(0, np.float32) if self.familiarity_share is not None else None
+            return np.zeros((0, len(self.classes)), np.float32), empty
+        parts = [self.backend.run(images[i:i + ARRAY_BATCH]) for i in range(0, len(images), ARRAY_BATCH)]
+        probs = np.concatenate([p for p, _ in parts])
+        return probs, None if parts[0][1] is None else np.concatenate([f for _, f in parts])
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, C) class probabilities for decoded, preprocessed uint8 images (N, S, S)."""
+        return self.judge(images)[0]
+
+    def unfamiliar(self, familiarity: np.ndarray | None) -> np.ndarray | None:
+        """Which photos of ``judge``'s familiarity are unlike the training photos."""
+        if familiarity is None or self.familiarity_share is None:
+            return None
+        return np.asarray(familiarity) < self.familiarity_share
 
     def inspections(self, sources: Sequence[str], probs: np.ndarray,
-                    reasons: Sequence[list[str]] | None = None) -> list[Inspection]:
+                    reasons: Sequence[list[str]] | None = None,
+                    familiarity: np.ndarray | None = None) -> list[Inspection]:
         """Turn probabilities into Inspections at this predictor's threshold and review band.
-        Without an OK class every part is defective, labelled with its most probable type. A
-        photo with ``reasons`` (unlike the training photos) is decided as ``on_unfamiliar`` says:
-        sent to review (the default), rejected, or judged as if it had none."""
+        Without an OK class every part is defective, labelled with its most probable type.
+        ``familiarity`` (from ``judge``) below the model's calibrated share adds the reason
+        ``unfamiliar``. A photo with reasons (unlike the training photos) is decided as
+        ``on_unfamiliar`` says: sent to review (the default), rejected, or judged as if it had none."""
         p_def = defect_probability(probs, self.ok_index)
         idx = predicted_index(probs, self.ok_index, self.threshold)
         types = self.ok_index is None
         binary = len(self.classes) == 2 and not types
-        reasons = reasons if reasons is not None else [[] for _ in sources]
+        reasons = [list(r) for r in reasons] if reasons is not None else [[] for _ in sources]
+        unfamiliar = self.unfamiliar(familiarity)
+        for k in np.flatnonzero(unfamiliar) if unfamiliar is not None else []:
+            reasons[k].insert(0, "unfamiliar")
         out = []
-        for src, row, p, i, why in zip(sources, probs, p_def, idx, reasons, strict=True):
+        for k, (src, row, p, i, why) in enumerate(zip(sources, probs, p_def, idx, reasons, strict=True)):
             decision = DEFECTIVE if types else decide(float(p), self.threshold, self.review_band)
             if why and self.on_unfamiliar != "judge":
                 decision = REVIEW if self.on_unfamiliar == "review" else DEFECTIVE
@@ -185,7 +210,9 @@ class Predictor:
                 threshold=self.threshold,
                 model=self.model_id,
                 scores=None if binary else {c: float(v) for c, v in zip(self.classes, row)},
-                reasons=list(why),
+                reasons=why,
+                familiarity=None if unfamiliar is None else float(familiarity[k]),
+                familiar=None if unfamiliar is None else not bool(unfamiliar[k]),
             ))
         return out
 

@@ -207,10 +207,10 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     result["train_images_per_s"] = train_throughput(ckpt, decoded.images, decoded.labels)
     if robustness:
         report("line-variation suite ...")
-        varied, labels, errors = suite_probabilities(predictor, test)  # judged once, read at two thresholds
+        varied, labels, errors, flags = suite_probabilities(predictor, test)  # judged once, read at two thresholds
         paths = judged_paths(test, errors)
-        result["robustness"] = suite_metrics(varied, labels, predictor, predictor.threshold, paths=paths)
-        result["robustness_at_0.5"] = suite_metrics(varied, labels, predictor, 0.5, paths=paths)
+        result["robustness"] = suite_metrics(varied, labels, predictor, predictor.threshold, paths=paths, flags=flags)
+        result["robustness_at_0.5"] = suite_metrics(varied, labels, predictor, 0.5, paths=paths, flags=flags)
     if reference:
         result["reference"] = bench_reference(data_root, ckpt, files, latency_files,
                                               reference_epochs, reference_steps, robustness, report)

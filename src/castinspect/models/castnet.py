@@ -55,5 +55,5 @@ class CastNet(Network):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(normalize_pixels(x, self.normalize))
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(avg_max_pool(feats)))
+    def forward_embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        return avg_max_pool(feats)

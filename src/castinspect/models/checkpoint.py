@@ -23,8 +23,11 @@ from castinspect.models.registry import build_model, mirror_average
 # 3: model.flip_average; earlier checkpoints were calibrated (temperature, threshold) without it.
 # 4: flip_average renamed mirror_average (read back from formats 3 and older).
 # 5: ok_index -1 for a model without an OK class.
-FORMAT_VERSION = 5
+# 6: familiarity (``inference.familiarity`` state); earlier checkpoints have none.
+FORMAT_VERSION = 6
 NO_OK_CLASS = "defect types: no OK class, so no p(defect) and no operating threshold"
+NO_FAMILIARITY = ("not measured: this model was trained before castinspect measured familiarity; "
+                  "retrain it to have photos unlike its training photos flagged")
 
 
 def bundled_model_path() -> Path:
@@ -41,6 +44,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)  # training data summary, metrics, epochs
     temperature: float = 1.0  # calibration: probabilities are softmax(logits / temperature)
+    familiarity: dict[str, Any] | None = None  # ``Familiarity.to_state()``; None: not measured
 
     @property
     def model_id(self) -> str:
@@ -66,7 +70,17 @@ class Checkpoint:
                 "model_id": self.model_id, "backbone": self.config.model.backbone,
                 "mirror_average": mirror_average(self.config.model), "locate": self.config.data.locate == "on",
                 # what the training photos looked like (``data.quality``); None before it was recorded
-                "quality_reference": self.info.get("quality_reference")}
+                "quality_reference": self.info.get("quality_reference"),
+                # how familiar photos look (``inference.familiarity``): an exported graph outputs
+                # it; None for models trained before it was measured
+                "familiarity": self.familiarity_summary()}
+
+    def familiarity_summary(self) -> dict[str, Any] | None:
+        f = self.familiarity
+        if f is None:
+            return None
+        return {"method": f["method"], "share": float(f["share"]), "bank": len(f["bank"]),
+                "photos": int(f.get("photos", 0)), "validation_photos": len(f["reference"])}
 
 
 def describe(ckpt: Checkpoint, path: str | os.PathLike) -> dict[str, Any]:
@@ -82,6 +96,7 @@ def describe(ckpt: Checkpoint, path: str | os.PathLike) -> dict[str, Any]:
         "threshold": ckpt.threshold if ckpt.ok_index is not None else None,
         **({} if ckpt.ok_index is not None else {"task": NO_OK_CLASS}),
         "temperature": ckpt.temperature,
+        "familiarity": ckpt.familiarity_summary() or NO_FAMILIARITY,
         "input_size": m.input_size,
         "backbone": m.backbone,
         **({"size": m.size} if m.backbone == "castnet" else {}),
@@ -104,6 +119,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, extra: dict[str, 
         "temperature": float(ckpt.temperature),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
         "info": ckpt.info,
+        **({"familiarity": ckpt.familiarity} if ckpt.familiarity is not None else {}),
         **(extra or {}),
     }
     path = Path(path)
@@ -144,6 +160,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
         state_dict=payload["state_dict"],
         info=payload.get("info", {}),
         temperature=float(payload.get("temperature", 1.0)),
+        familiarity=payload.get("familiarity"),
     )
 
 

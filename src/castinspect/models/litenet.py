@@ -74,9 +74,8 @@ class LiteNet(Network):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._run_blocks(self.stem(normalize_pixels(x, self.normalize)), 0, self.CAM_BLOCKS)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        x = self.head_conv(self._run_blocks(feats, self.CAM_BLOCKS, len(self.blocks)))
-        return self.fc(self.dropout(avg_max_pool(x)))
+    def forward_embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        return avg_max_pool(self.head_conv(self._run_blocks(feats, self.CAM_BLOCKS, len(self.blocks))))
 
 
 def pretrained_weights_path() -> str:

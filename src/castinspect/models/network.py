@@ -49,18 +49,25 @@ def avg_max_pool(feats: torch.Tensor) -> torch.Tensor:
 
 
 class Network(nn.Module):
-    """The surface of every backbone. Subclasses define ``forward_features`` and ``forward_head``
-    and set ``num_classes``, ``normalize`` and ``mirror_average``."""
+    """The surface of every backbone. Subclasses define ``forward_features`` and
+    ``forward_embedding`` and set ``num_classes``, ``normalize``, ``mirror_average``, ``dropout``
+    and ``fc`` (the linear classifier on the embedding)."""
 
     num_classes: int
     normalize: str
     mirror_average: bool = False
+    dropout: nn.Module
+    fc: nn.Linear
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward_embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        """The penultimate vector (N, D) the classifier reads: what familiarity measures."""
         raise NotImplementedError
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.forward_embedding(feats)))
 
     def early_stages(self, n: int) -> list[nn.Module]:
         """The modules of the first ``n`` stages, which fine-tuning may keep at their pretrained
@@ -81,6 +88,13 @@ class Network(nn.Module):
         for view in views[1:]:
             logits = logits + self.forward_head(self.forward_features(view))
         return logits / len(views) if len(views) > 1 else logits
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding), each averaged over the views: the logits equal ``forward``'s."""
+        views = self.views(x)
+        embeddings = [self.forward_embedding(self.forward_features(v)) for v in views]
+        logits = sum(self.fc(self.dropout(e)) for e in embeddings) / len(views)
+        return logits, sum(embeddings) / len(views)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -125,6 +139,18 @@ def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, ba
     images = torch.as_tensor(images)
     out = [model(to_input(images[i:i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
+
+
+@torch.no_grad()
+def predict_embeddings(model: Network, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Embeddings (N, D) for decoded uint8 images (N, S, S), averaged over the model's views, as
+    it judges them (``Network.forward_with_embedding``); puts the model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    images = torch.as_tensor(images)
+    out = [model.forward_with_embedding(to_input(images[i:i + batch_size]).to(device))[1].cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from castinspect.inference.predict import Predictor
 from castinspect.station import routes
+from castinspect.station.drift import DriftMonitor, DriftSettings
 from castinspect.station.log import InspectionLog
 from castinspect.station.metrics import StationMetrics
 from castinspect.station.service import Station
@@ -22,10 +23,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
-               max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False) -> FastAPI:
+               max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False,
+               drift: DriftSettings | None = None) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
-    without an OK class is served too: every part is defective, its record names the type."""
-    station = Station(predictor, log, StationMetrics(predictor.model_id), store_images)
+    without an OK class is served too: every part is defective, its record names the type.
+    ``drift``: the drift monitor's window and baseline (``station.drift``)."""
+    station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift))
+    station.resume_drift()
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
     app = FastAPI(title="castinspect", version="1", docs_url=None, redoc_url=None,
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
@@ -52,9 +56,10 @@ def check_binding(host: str, token: str | None) -> None:
 
 
 def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False) -> None:
+          token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False,
+          drift: DriftSettings | None = None) -> None:
     import uvicorn
 
     check_binding(host, token)
-    app = create_app(predictor, log, token=token, max_upload=max_upload, store_images=store_images)
+    app = create_app(predictor, log, token=token, max_upload=max_upload, store_images=store_images, drift=drift)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

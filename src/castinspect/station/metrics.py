@@ -15,6 +15,7 @@ from prometheus_client import (
 
 from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection
+from castinspect.station.drift import LEVELS
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,6 +39,14 @@ class StationMetrics:
         Gauge("castinspect_model_info", "The model being served.", ["model"], registry=r).labels(model_id).set(1)
         Gauge("castinspect_start_time_seconds", "When this server started (Unix time).",
               registry=r).set(time.time())
+        self.drift_state = Gauge("castinspect_drift_state", "Drift monitor: 0 ok, 1 warning, 2 alarm.", registry=r)
+        self.drift_signal = Gauge("castinspect_drift_signal_state", "Each drift signal: 0 ok, 1 warning, 2 alarm.",
+                                  ["signal"], registry=r)
+        self.drift_value = Gauge("castinspect_drift_signal_value",
+                                 "Each drift signal's value over the window (a share, median or mean).",
+                                 ["signal"], registry=r)
+        self.drift_p = Gauge("castinspect_drift_signal_p_value", "Each drift test's p-value over the window.",
+                             ["signal"], registry=r)
 
     def judged(self, insp: Inspection, seconds: float) -> None:
         self.inspections.labels(insp.decision).inc()
@@ -48,6 +57,14 @@ class StationMetrics:
 
     def response(self, route: str, status: int) -> None:
         self.responses.labels(route, str(status)).inc()
+
+    def drift(self, state: dict) -> None:
+        """The drift monitor's state (``DriftMonitor.state``); a signal not yet measured is NaN."""
+        self.drift_state.set(LEVELS[state["state"]])
+        for name, s in state["signals"].items():
+            self.drift_signal.labels(name).set(LEVELS[s["state"]] if s else float("nan"))
+            self.drift_value.labels(name).set(s["value"] if s else float("nan"))
+            self.drift_p.labels(name).set(s.get("p_value", float("nan")) if s else float("nan"))
 
     def decisions(self) -> dict[str, int]:
         """This server's judgements so far, per decision."""

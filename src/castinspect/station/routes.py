@@ -104,6 +104,13 @@ def stats(s: StationDep) -> dict:
     return s.stats()
 
 
+@api.get("/v1/drift")
+def drift(s: StationDep) -> dict:
+    """Where the line stands: ``state`` (ok / warning / alarm), the ``reasons``, and each signal
+    over the rolling window of this model's judgements (``station.drift``)."""
+    return s.drift_state()
+
+
 @api.get("/v1/model")
 def model(s: StationDep) -> dict:
     return s.model()
@@ -111,6 +118,7 @@ def model(s: StationDep) -> dict:
 
 @api.get("/metrics")
 def prometheus(s: StationDep) -> Response:
+    s.drift_state()  # the drift gauges as of now
     return Response(s.metrics.text(), media_type=CONTENT_TYPE)
 
 

@@ -3,8 +3,9 @@ and health. One Predictor and one InspectionLog, both owned by whoever started t
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from castinspect.core.records import Inspection
 from castinspect.inference.annotate import png_base64
 from castinspect.inference.explain import overlay
 from castinspect.inference.predict import Predictor
+from castinspect.station.drift import DriftMonitor
 from castinspect.station.log import InspectionLog
 from castinspect.station.metrics import StationMetrics
 from castinspect.station.upload import STATUS_FOR_CODE
@@ -25,6 +27,24 @@ class Station:
     log: InspectionLog
     metrics: StationMetrics
     store_images: bool = False
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
+    _drift_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def resume_drift(self) -> None:
+        """Feed the monitor this model's records already in the log (oldest first), so that a
+        restart neither forgets the line's baseline nor its last window."""
+        with self._drift_lock:
+            self.drift.extend(r for r in self.log.iter_rows() if r["model"] == self.predictor.model_id)
+
+    def observed(self, inspections: list[Inspection]) -> None:
+        with self._drift_lock:
+            self.drift.extend(inspections)
+
+    def drift_state(self) -> dict:
+        with self._drift_lock:
+            state = self.drift.state()
+        self.metrics.drift(state)
+        return state
 
     def commit(self, write) -> None:
         """Run a log write; if the log cannot take it, the client hears so (503) rather than
@@ -48,6 +68,7 @@ class Station:
         image = (data, sniff_format(data)) if self.store_images else None
         self.commit(lambda: self.log.record([insp], [seconds * 1000], [image]))  # committed before we answer
         self.metrics.judged(insp, seconds)
+        self.observed([insp])
         body = public(insp, seconds * 1000)
         if insp.heatmap is not None:
             body["heatmap_png"] = png_base64(overlay(insp.photo, insp.heatmap))
@@ -63,6 +84,7 @@ class Station:
         images = [(d, sniff_format(d)) if self.store_images else None
                   for d, i in zip(datas, inspections) if i.judged]
         self.commit(lambda: self.log.record(good, [seconds * 1000] * len(good), images))
+        self.observed(good)
         items = []
         for insp in inspections:
             if insp.judged:
@@ -76,8 +98,10 @@ class Station:
     def stats(self) -> dict:
         own = self.metrics.decisions()
         total = sum(own.values())
+        drift = self.drift_state()
         return {**self.log.stats(), "this_server": {**own, "total": total,
-                                                    "reject_rate": own["defective"] / total if total else None}}
+                                                    "reject_rate": own["defective"] / total if total else None},
+                "drift": {"state": drift["state"], "reasons": drift["reasons"]}}
 
     def model(self) -> dict:
         p = self.predictor

@@ -36,10 +36,12 @@ from castinspect.data.augment import augment_batch
 from castinspect.data.datasets import Decoded, is_manifest, write_manifest
 from castinspect.data.quality import fit_reference
 from castinspect.evaluation.metrics import choose_threshold, fit_temperature
+from castinspect.inference.familiarity import FIT_PHOTOS, fit_familiarity
 from castinspect.models.checkpoint import Checkpoint, load_resume_state, save_checkpoint
 from castinspect.models.network import (
     count_flops,
     count_parameters,
+    predict_embeddings,
     predict_logits,
     predict_probs,
     softmax,
@@ -309,6 +311,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
     model, tc = trained.model, cfg.train
     selects = len(val.labels) >= tc.min_val_to_select
     temperature, threshold = operating_point(model, val, ok_index, tc.calibrate and selects, tc.target_recall)
+    familiarity = model_familiarity(model, train, val, tc.familiarity_share, tc.familiarity_bank, tc.seed)
+    if familiarity is None:
+        progress.message("no validation photos: familiarity is not measured (no photo will be flagged unfamiliar)")
     seconds = time.perf_counter() - t_start
     info = {
         "data": {"root": str(data_root), "train": train_counts(train), "val": train_counts(val),
@@ -332,7 +337,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
         "quality_reference": fit_reference(data.sets["train"].paths, seed=cfg.data.split_seed).to_dict(),
     }
     ckpt = Checkpoint(cfg, classes, ok_index, threshold,
-                      {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature)
+                      {k: v.contiguous() for k, v in model.state_dict().items()}, info, temperature,
+                      familiarity.to_state() if familiarity is not None else None)
     save_checkpoint(ckpt, run_dir / "model.ckpt")
     return TrainResult(run_dir, ckpt, trained.history, val, skipped, seconds)
 
@@ -347,6 +353,18 @@ def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int | None, 
         return temperature, 0.5
     p_defect = defect_probability(softmax(logits, temperature), ok_index)
     return temperature, choose_threshold((val.labels != ok_index).astype(int), p_defect, target_recall)
+
+
+def model_familiarity(model: torch.nn.Module, train: Decoded, val: Decoded, share: float, bank: int,
+                      seed: int = 0):
+    """The familiarity model (``inference.familiarity``) of a trained model: its bank from the
+    embeddings of up to FIT_PHOTOS training photos (a seeded draw), calibrated on every validation
+    photo; None without validation photos."""
+    if not len(val.labels) or not len(train.labels):
+        return None
+    pick = np.sort(np.random.default_rng(seed).permutation(len(train.labels))[:FIT_PHOTOS])
+    return fit_familiarity(predict_embeddings(model, train.images[pick]), predict_embeddings(model, val.images),
+                           share, bank, seed)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
