@@ -127,3 +127,29 @@ def test_header_size_reads_the_claimed_frame_before_decoding():
         ok, buf = cv2.imencode(ext, img)
         assert header_size(buf.tobytes()) == (53, 37), ext
     assert header_size(b"RIFF....WEBP") is None and header_size(b"\xff\xd8\xff") is None
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+
+    from castinspect.core.io import ImageError, read_file
+    fifo = tmp_path / "camera.pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero", tmp_path):  # would block, never end, is a folder
+        with pytest.raises(ImageError) as err:
+            read_file(path)
+        assert err.value.code == "not_image" and str(path) in str(err.value)
+    target = tmp_path / "photo.png"
+    target.write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "link.png").symlink_to(target)
+    assert read_file(tmp_path / "link.png") == target.read_bytes()  # links to files are followed
+
+
+@pytest.mark.parametrize("ext, params, channels", [(".webp", [cv2.IMWRITE_WEBP_QUALITY, 101], 3),
+                                                   (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80], 3),
+                                                   (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101], 4),
+                                                   (".tiff", [], 1), (".tiff", [], 3)])
+def test_every_format_s_header_size_is_read_before_decoding(ext, params, channels):
+    from castinspect.core.io import header_size
+    img = np.zeros((37, 53, channels) if channels > 1 else (37, 53), np.uint8)
+    assert header_size(cv2.imencode(ext, img, params)[1].tobytes()) == (53, 37)

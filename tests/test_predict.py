@@ -96,3 +96,20 @@ def test_single_photo_path_matches_the_batch_path(model_path, synth_root, tmp_pa
     assert [(b.label, round(b.score, 6)) for b in batch] == [(s.label, round(s.score, 6)) for s in single]
     (tmp_path / "empty.jpg").write_bytes(b"")
     assert "empty" in predictor.predict_one(str(tmp_path / "empty.jpg")).error
+
+
+@pytest.mark.parametrize("side", [8, 16, 31])
+def test_a_photo_far_below_the_model_s_size_is_refused(model_path, side):
+    import cv2
+    predictor = Predictor.load(model_path)  # input 64 px: refused below 32
+    png = cv2.imencode(".png", np.full((side, side), 128, np.uint8))[1].tobytes()
+    for insp in (predictor.predict_one(png, name="thumb.png"), *predictor.predict([png], names=["thumb.png"])):
+        assert insp.error_code == "too_small" and insp.source == "thumb.png" and "at least 32x32" in insp.error
+    assert predictor.predict_one(cv2.imencode(".png", np.full((32, 32), 128, np.uint8))[1].tobytes()).judged
+
+
+def test_the_bundled_model_refuses_thumbnails():
+    import cv2
+    predictor = Predictor.load()
+    assert predictor.min_side == 80  # half its 160 px input (its training photos are 300 px)
+    assert predictor.predict_one(cv2.imencode(".png", np.full((64, 64), 128, np.uint8))[1].tobytes()).error_code == "too_small"

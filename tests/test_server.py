@@ -161,18 +161,36 @@ def test_page_docs_and_health(client):
 
 
 def test_token_guards_everything_but_health_and_page(predictor, log):
-    with TestClient(create_app(predictor, log, token="s3cret")) as c:
+    token = "s3cret-line-7-token"
+    with TestClient(create_app(predictor, log, token=token)) as c:
         assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
         assert c.post("/v1/inspect", files=upload(OK[0])).status_code == 401
         assert c.get("/v1/inspections", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/v1/inspections", headers={"Authorization": f"Basic {token}"}).status_code == 401
         assert c.get("/metrics").status_code == 401
-        ok = c.post("/v1/inspect", files=upload(OK[0]), headers={"Authorization": "Bearer s3cret"})
+        ok = c.post("/v1/inspect", files=upload(OK[0]), headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
+        for scheme in ("bearer", "BEARER"):  # RFC 7235: the scheme is case-insensitive
+            assert c.get("/v1/inspections", headers={"Authorization": f"{scheme} {token}"}).status_code == 200
+    for short in ("", " ", "x", "short-token"):
+        with pytest.raises(ValueError, match="at least 16 characters"):
+            create_app(predictor, log, token=short)
+
+
+def test_one_photo_per_request_and_none_too_small(predictor, log):
+    with TestClient(create_app(predictor, log)) as c:
+        two = [("file", ("a.jpeg", OK[0].read_bytes(), "image/jpeg")), ("file", ("b.jpeg", OK[1].read_bytes(), "image/jpeg"))]
+        r = c.post("/v1/inspect", files=two)
+        assert r.status_code == 422 and "one photo per request" in r.json()["detail"]
+        thumb = cv2.imencode(".png", np.full((16, 16), 128, np.uint8))[1].tobytes()
+        r = c.post("/v1/inspect", files={"file": ("thumb.png", thumb, "image/png")})
+        assert r.status_code == 422 and "too small" in r.json()["detail"] and "thumb.png" in r.json()["detail"]
+        assert log.page()[1] == 0  # neither recorded
 
 
 def test_binding_beyond_loopback_needs_a_token():
     check_binding("127.0.0.1", None)
-    check_binding("0.0.0.0", "t")
+    check_binding("0.0.0.0", "a-long-enough-token")
     with pytest.raises(ValueError, match="token"):
         check_binding("0.0.0.0", None)
 
@@ -245,3 +263,15 @@ def test_an_onnx_model_serves_without_heatmaps(tmp_path, log):
         assert c.post("/v1/inspect", files=upload(DEF[0])).status_code == 200
         r = c.post("/v1/inspect?heatmap=1", files=upload(DEF[0]))
         assert r.status_code == 400 and "checkpoint" in r.json()["detail"]
+
+
+def test_bad_query_bounds_are_4xx_and_every_500_is_counted(predictor, log):
+    with TestClient(create_app(predictor, log), raise_server_exceptions=False) as c:
+        assert c.get("/v1/inspections?offset=9223372036854775808").status_code == 422
+        assert c.get("/v1/inspections?limit=0").status_code == 422
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("the disk went away")
+        c.app.state.station.log.page = broken
+        assert c.get("/v1/inspections").status_code == 500
+        assert 'castinspect_http_responses_total{route="/v1/inspections",status="500"} 1.0' in c.get("/metrics").text

@@ -60,14 +60,14 @@ def test_a_guarded_station_asks_for_its_token(tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     with InspectionLog.open(tmp_path / "log.db") as log:
-        server = ThreadedServer(create_app(Predictor.load(), log, token="line-7-secret"))
+        server = ThreadedServer(create_app(Predictor.load(), log, token="line-7-secret-token"))
         driver = chromium_driver()
         try:
             driver.get(server.url + "/")
             wait = WebDriverWait(driver, 30)
             box = driver.find_element(By.ID, "token-box")
             wait.until(lambda d: box.is_displayed())  # the API said 401
-            driver.find_element(By.ID, "token").send_keys("line-7-secret")
+            driver.find_element(By.ID, "token").send_keys("line-7-secret-token")
             driver.find_element(By.ID, "token-save").click()
             wait.until(lambda d: "threshold" in d.find_element(By.ID, "model").text)
             photo = sorted((SAMPLES / "ok_front").iterdir())[0]

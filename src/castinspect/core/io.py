@@ -9,6 +9,7 @@ prepared differently from the ones it learned on.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -92,13 +93,23 @@ def colourfulness(img: np.ndarray) -> float:
 
 
 def read_file(path: str | os.PathLike, label: str | None = None) -> bytes:
-    """A photo file's bytes, or an ImageError naming it: missing, a directory, unreadable, too large."""
+    """A photo file's bytes, or an ImageError naming it: missing, a directory or anything but a
+    regular file (a FIFO would block, a device never end), unreadable, too large. Symbolic links
+    are followed."""
     label = label or str(path)
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ImageError(label, f"file too large ({size} bytes > {MAX_FILE_BYTES})", "too_large")
-        return Path(path).read_bytes()
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(label, "is a directory, not an image", "not_image")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(label, "not a regular file (a device, FIFO or socket)", "not_image")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(label, f"file too large ({info.st_size} bytes > {MAX_FILE_BYTES})", "too_large")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # at most the limit, whatever the file does meanwhile
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(label, f"file too large (> {MAX_FILE_BYTES} bytes)", "too_large")
+        return data
     except FileNotFoundError:
         raise ImageError(label, "no such file", "missing") from None
     except IsADirectoryError:
@@ -114,8 +125,12 @@ def decode_bytes(data: bytes, label: str) -> np.ndarray:
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) as the file's header claims them, for PNG, JPEG and BMP; None when not
-    found (other formats, or a header too damaged to read: the decoder then says why)."""
+    """(width, height) as the file's header claims them, for PNG, JPEG, BMP, WebP and TIFF; None
+    when not found (a header too damaged to read: the decoder then says why)."""
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
     if data.startswith(b"\x89PNG") and len(data) >= 24 and data[12:16] == b"IHDR":
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data.startswith(b"BM") and len(data) >= 26:
@@ -134,6 +149,35 @@ def header_size(data: bytes) -> tuple[int, int] | None:
                 return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
             i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
     return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:  # extended: the canvas size, 24 bits each, minus one
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:  # lossless: 14 bits each, minus one
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":  # lossy key frame
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of the first image directory."""
+    order = "little" if data[:2] == b"II" else "big"
+    offset = int.from_bytes(data[4:8], order)
+    if offset + 2 > len(data):
+        return None
+    found: dict[int, int] = {}
+    for k in range(int.from_bytes(data[offset:offset + 2], order)):
+        entry = data[offset + 2 + 12 * k:offset + 14 + 12 * k]
+        if len(entry) < 12:
+            break
+        tag, kind = int.from_bytes(entry[0:2], order), int.from_bytes(entry[2:4], order)
+        if tag in (256, 257):  # SHORT (3) or LONG (4), the value in the entry itself
+            found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
+    return (found[256], found[257]) if len(found) == 2 else None
 
 
 def decode_raw(data: bytes, label: str) -> np.ndarray:

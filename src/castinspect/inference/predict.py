@@ -25,7 +25,7 @@ from castinspect.core.decision import (
     defect_probability,
     predicted_index,
 )
-from castinspect.core.io import ImageError, preprocess, read_photo
+from castinspect.core.io import MIN_SIDE, ImageError, preprocess, read_photo
 from castinspect.core.parallel import Decoder
 from castinspect.core.records import Inspection
 from castinspect.data.locate import crop_to_part, prepare
@@ -84,6 +84,12 @@ class Predictor:
         # None: the model does not measure familiarity (trained before it did).
         familiarity = meta.get("familiarity")
         self.familiarity_share: float | None = familiarity["share"] if familiarity else None
+        # Below this short side a photo is refused (``too_small``): half the model's input, or half
+        # the smallest training photo's short side where that is smaller. A thumbnail upsampled to
+        # the input is no photo of the part; between this and the training size it is judged with
+        # the reason ``small``.
+        sides = [self.input_size / 2] + ([self.quality.min_side / 2] if self.quality is not None else [])
+        self.min_side = max(MIN_SIDE, int(min(sides)))
         self.on_unfamiliar = on_unfamiliar
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
@@ -106,7 +112,7 @@ class Predictor:
         decode (``core.parallel``). A bad file yields an Inspection with ``error`` set and the rest
         go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
         def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
-            gray, colour = read_photo(item[1], item[0])
+            gray, colour = self.read(item[1], item[0])
             return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray, colour) or []
 
         with Decoder(self.workers) as decoder:
@@ -132,7 +138,7 @@ class Predictor:
             self.require_checkpoint()
         name = next(_named([source], None if name is None else [name]))[0]
         try:
-            gray, colour = read_photo(source, name)
+            gray, colour = self.read(source, name)
         except ImageError as exc:
             return self.failed(name, exc)
         # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
@@ -143,6 +149,15 @@ class Predictor:
         insp.photo = seen
         insp.heatmap = self.heatmaps(x)[0] if heatmap else None
         return insp
+
+    def read(self, source: Source, name: str) -> tuple[np.ndarray, float]:
+        """``core.io.read_photo``, and the photo refused when it is too small for this model."""
+        gray, colour = read_photo(source, name)
+        h, w = gray.shape
+        if min(h, w) < self.min_side:
+            raise ImageError(name, f"image too small for this model ({w}x{h}; at least "
+                                   f"{self.min_side}x{self.min_side})", "too_small")
+        return gray, colour
 
     # -- decoded arrays ----------------------------------------------------------------------
 

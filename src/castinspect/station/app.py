@@ -20,6 +20,7 @@ from castinspect.station.service import Station
 from castinspect.station.upload import DEFAULT_MAX_UPLOAD, UploadLimit
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MIN_TOKEN = 16  # characters: a blank or short token is a guessable one
 
 
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
@@ -30,11 +31,12 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     ``drift``: the drift monitor's window and baseline (``station.drift``)."""
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift))
     station.resume_drift()
+    check_token(token)
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
     app = FastAPI(title="castinspect", version="1", docs_url=None, redoc_url=None,
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
     app.state.station = station
-    app.state.expected_authorization = f"Bearer {token}".encode() if token else None
+    app.state.token = token.encode() if token else None
     app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(routes.api)
@@ -48,8 +50,15 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"detail": problems}, 422)
 
 
+def check_token(token: str | None) -> None:
+    if token is not None and len(token.strip()) < MIN_TOKEN:
+        raise ValueError(f"the bearer token must be at least {MIN_TOKEN} characters (not blank): "
+                         "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+
+
 def check_binding(host: str, token: str | None) -> None:
-    """Loopback by default; anywhere else only with a token."""
+    """Loopback by default; anywhere else only with a token (of at least MIN_TOKEN characters)."""
+    check_token(token)
     if host not in LOOPBACK and not token:
         raise ValueError(f"binding to {host} exposes the service beyond this machine: "
                          "set a bearer token (--token or CASTINSPECT_TOKEN)")

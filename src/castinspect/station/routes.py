@@ -34,11 +34,12 @@ def station(request: Request) -> Station:
 
 
 def authorised(request: Request) -> None:
-    expected = request.app.state.expected_authorization
+    expected = request.app.state.token
     if expected is None:
         return
-    given = request.headers.get("authorization", "").encode()
-    if not hmac.compare_digest(given, expected):  # constant time: no timing oracle on the token
+    # The scheme is case-insensitive (RFC 7235): "Bearer", "bearer" and "BEARER" all name it.
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):  # constant time
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -51,12 +52,20 @@ PHOTO_ERRORS = {400: {"description": "empty photo"}, 401: {"description": "missi
                 503: {"description": "inspection log unavailable: nothing recorded"}}
 
 
-@api.post("/v1/inspect", responses=PHOTO_ERRORS)
+async def one_file(request: Request) -> None:
+    """Two ``file`` fields in one request: which photo was meant? Refused, not guessed."""
+    form = await request.form()
+    if len(form.getlist("file")) > 1:
+        raise HTTPException(422, "file: one photo per request (use /v1/inspect/batch for several)")
+
+
+@api.post("/v1/inspect", responses=PHOTO_ERRORS, dependencies=[Depends(one_file)])
 def inspect(s: StationDep,
             file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
             heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
     """Judge one photo; the answer comes after its record is committed."""
     return s.inspect(file.file.read(), upload_label(file.filename), heatmap)
+
 
 
 @api.post("/v1/inspect/batch", responses=PHOTO_ERRORS)
@@ -71,7 +80,7 @@ def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(descrip
 @api.get("/v1/inspections")
 def inspections(s: StationDep,
                 limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 50,
-                offset: Annotated[int, Query(ge=0, description="Rows to skip (newest first).")] = 0,
+                offset: Annotated[int, Query(ge=0, le=10 ** 12, description="Rows to skip (newest first).")] = 0,
                 decision: Annotated[Optional[str], Query(pattern="^(ok|defective|review)$",
                                                          description="Only ok, defective or review.")] = None) -> dict:
     """The log, newest first; ``total`` counts every row matching the filter."""

@@ -55,6 +55,10 @@ class UploadLimit:
                 await self.app(scope, limited_receive, counting_send)
             except HTTPException as exc:  # raised while the body streamed in, before any response
                 await JSONResponse({"detail": exc.detail}, exc.status_code)(scope, receive, counting_send)
+            except Exception:
+                # an error nothing handled: the server answers 500 further out; count it here first
+                self.on_response(getattr(scope.get("route"), "path", "unmatched"), 500)
+                raise
         route = scope.get("route")
         self.on_response(getattr(route, "path", "unmatched"), status["code"])
 
