@@ -275,3 +275,29 @@ def test_bad_query_bounds_are_4xx_and_every_500_is_counted(predictor, log):
         c.app.state.station.log.page = broken
         assert c.get("/v1/inspections").status_code == 500
         assert 'castinspect_http_responses_total{route="/v1/inspections",status="500"} 1.0' in c.get("/metrics").text
+
+
+def test_a_station_without_a_token_refuses_other_sites_and_other_names(predictor, log):
+    import http.client
+
+    from services import ThreadedServer
+
+    server = ThreadedServer(create_app(predictor, log, trusted_hosts={"127.0.0.1", "localhost", "::1"}))
+    try:
+        def post(headers: dict) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            boundary = "x" * 16
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpeg\"\r\n"
+                    f"Content-Type: image/jpeg\r\n\r\n").encode() + OK[0].read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            conn.request("POST", "/v1/inspect", body, {"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                                        **headers})
+            return conn.getresponse().status
+
+        assert post({}) == 200  # a script or a PLC: no Origin, no Sec-Fetch-Site
+        assert post({"Origin": f"http://localhost:{server.port}", "Sec-Fetch-Site": "same-origin"}) == 200
+        assert post({"Origin": "http://evil.example"}) == 403  # a page on another site
+        assert post({"Sec-Fetch-Site": "cross-site"}) == 403
+        assert post({"Host": "rebound.example:8000"}) == 421  # DNS rebinding: a foreign name for loopback
+        assert log.page()[1] == 2  # only the two accepted
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from castinspect.station.drift import DriftMonitor, DriftSettings
 from castinspect.station.log import InspectionLog
 from castinspect.station.metrics import StationMetrics
 from castinspect.station.service import Station
-from castinspect.station.upload import DEFAULT_MAX_UPLOAD, UploadLimit
+from castinspect.station.upload import DEFAULT_MAX_UPLOAD, SameOrigin, UploadLimit
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MIN_TOKEN = 16  # characters: a blank or short token is a guessable one
@@ -25,10 +25,12 @@ MIN_TOKEN = 16  # characters: a blank or short token is a guessable one
 
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False,
-               drift: DriftSettings | None = None) -> FastAPI:
+               drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
     without an OK class is served too: every part is defective, its record names the type.
-    ``drift``: the drift monitor's window and baseline (``station.drift``)."""
+    ``drift``: the drift monitor's window and baseline (``station.drift``). ``trusted_hosts``
+    (for a station without a token): the Host names it answers to, refusing cross-site writes
+    (``upload.SameOrigin``); ``serve`` passes the bound host and loopback's names."""
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift))
     station.resume_drift()
     check_token(token)
@@ -37,6 +39,8 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
     app.state.station = station
     app.state.token = token.encode() if token else None
+    if token is None and trusted_hosts is not None:
+        app.add_middleware(SameOrigin, hosts=trusted_hosts)
     app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(routes.api)
@@ -70,5 +74,6 @@ def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", por
     import uvicorn
 
     check_binding(host, token)
-    app = create_app(predictor, log, token=token, max_upload=max_upload, store_images=store_images, drift=drift)
+    app = create_app(predictor, log, token=token, max_upload=max_upload, store_images=store_images, drift=drift,
+                     trusted_hosts={host, *LOOPBACK})
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -71,3 +71,41 @@ def upload_label(filename: str | None) -> str:
     name = PurePath((filename or "").replace("\\", "/")).name
     name = "".join(ch for ch in name if ch.isprintable())[:200]
     return name if name not in ("", ".", "..") else "upload"
+
+
+class SameOrigin:
+    """ASGI middleware for a station without a token: only requests addressed to one of its
+    ``hosts`` (the Host header: a page on a rebinding DNS name is refused, 421), and no
+    state-changing request from another site (a foreign ``Origin``, or ``Sec-Fetch-Site:
+    cross-site``, 403). Requests with neither header (scripts, PLCs, curl) pass."""
+
+    SAFE = ("GET", "HEAD", "OPTIONS")
+
+    def __init__(self, app, hosts: set[str]) -> None:
+        self.app, self.hosts = app, {h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = None
+        if hostname(headers.get("host", "")) not in self.hosts:
+            refusal = (421, "unknown Host header: this station answers to " + ", ".join(sorted(self.hosts)))
+        elif scope["method"] not in self.SAFE:
+            origin = headers.get("origin")
+            if headers.get("sec-fetch-site") == "cross-site" or (
+                    origin and origin != "null" and hostname(origin.split("://", 1)[-1]) not in self.hosts):
+                refusal = (403, "cross-origin request refused (set a token to accept requests from other sites)")
+            elif origin == "null":
+                refusal = (403, "request from an opaque origin refused")
+        if refusal is None:
+            return await self.app(scope, receive, send)
+        await JSONResponse({"detail": refusal[1]}, refusal[0])(scope, receive, send)
+
+
+def hostname(authority: str) -> str:
+    """The host of ``host[:port]`` or ``[v6]:port``, lower case."""
+    authority = authority.strip().split("/", 1)[0]
+    if authority.startswith("["):
+        return authority[1:authority.find("]")].lower()
+    return authority.rsplit(":", 1)[0].lower() if authority.count(":") == 1 else authority.lower()
