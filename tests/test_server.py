@@ -208,7 +208,8 @@ def test_the_api_logs_to_postgresql(predictor, postgres):
         ids = [c.post("/v1/inspect", files=upload(p)).json()["id"] for p in (DEF[0], OK[0])]
         listing = c.get("/v1/inspections").json()
         assert listing["total"] == 2 and [i["id"] for i in listing["items"]] == ids[::-1]
-        assert c.get("/healthz").json()["log"].startswith("postgresql://")
+        assert c.get("/v1/health").json()["log"].startswith("postgresql://")
+        assert "log" not in c.get("/healthz").json()  # public: no database named
 
 
 def test_log_export_cli(client, tmp_path, log):
@@ -242,6 +243,8 @@ def test_a_postgresql_outage_is_a_503_and_the_service_recovers(predictor):
             r = c.post("/v1/inspect", files=upload(OK[0]))
             assert r.status_code == 503 and "nothing recorded" in r.json()["detail"]
             assert c.get("/healthz").status_code == 503
+            detail = c.get("/v1/health").json()
+            assert detail["writer"]["failing"] and detail["writer"]["error"] and "detail" not in c.get("/healthz").json()
             pg.start()
             r = c.post("/v1/inspect", files=upload(OK[0]))
             assert r.status_code == 200
@@ -301,3 +304,31 @@ def test_a_station_without_a_token_refuses_other_sites_and_other_names(predictor
         assert log.page()[1] == 2  # only the two accepted
     finally:
         server.stop()
+
+
+def test_health_is_503_while_writes_fail(predictor, tmp_path):
+    import sqlite3
+    with InspectionLog.open(tmp_path / "log.db") as log, TestClient(create_app(predictor, log)) as c:
+        assert c.get("/healthz").status_code == 200  # healthy before its first commit
+        assert c.post("/v1/inspect", files=upload(OK[0])).status_code == 200
+        # the file still answers reads, but refuses writes (as a full disk or a read-only mount would)
+        with sqlite3.connect(tmp_path / "log.db") as side:
+            side.execute("CREATE TRIGGER no_writes BEFORE INSERT ON inspections BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        assert c.post("/v1/inspect", files=upload(OK[1])).status_code == 503
+        health = c.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "log writes failing"
+        assert "disk full" not in health.text and "disk full" in c.get("/v1/health").json()["writer"]["error"]
+        with sqlite3.connect(tmp_path / "log.db") as side:
+            side.execute("DROP TRIGGER no_writes")
+        assert c.post("/v1/inspect", files=upload(OK[1])).status_code == 200
+        assert c.get("/healthz").status_code == 200 and log.page()[1] == 2
+
+
+def test_a_retried_commit_adds_no_second_row(tmp_path):
+    from castinspect.core.records import Inspection
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        insp = Inspection(source="p.jpeg", label="ok_front", score=0.1, p_defect=0.1, decision="ok",
+                          threshold=0.5, model="m")
+        log.record([insp])
+        log.record([insp])  # the same record again (a commit whose acknowledgement was lost, retried)
+        assert log.page()[1] == 1

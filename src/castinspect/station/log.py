@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from castinspect.core.decision import DECISIONS
-from castinspect.core.records import Inspection
+from castinspect.core.records import Inspection, utc_now
 from castinspect.core.sinks import write_records
 from castinspect.station.database import COLUMNS, Database, Target, migrate, parse_url
 
@@ -57,6 +57,10 @@ class InspectionLog:
         self._read_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer_db = Database(target)
+        # The writer's state, for an honest health check: when it last committed, and the error of
+        # its last attempt while that attempt failed (None once a commit succeeds again).
+        self.last_commit: str | None = None
+        self.write_error: tuple[str, str] | None = None  # (time, error)
         self._writer = threading.Thread(target=self._write_loop, name="inspection-log-writer", daemon=True)
         self._writer.start()
 
@@ -118,11 +122,20 @@ class InspectionLog:
                     self._writer_db = self._reconnect(self._writer_db)  # once more on a fresh one
                     self._commit(batch)
             except Exception as exc:  # noqa: BLE001 - every waiter hears about it
+                self.write_error = (utc_now(), f"{type(exc).__name__}: {exc}")
                 for p in batch:
                     p.done.set_exception(exc)
             else:
+                self.last_commit, self.write_error = utc_now(), None
                 for p in batch:
                     p.done.set_result(None)
+
+    def writer_state(self) -> dict:
+        """Whether the last commit attempt failed (and why), when one last succeeded, and how
+        many requests wait for the writer."""
+        return {"failing": self.write_error is not None, "last_commit": self.last_commit,
+                "error_since": self.write_error[0] if self.write_error else None,
+                "error": self.write_error[1] if self.write_error else None, "queued": self._queue.qsize()}
 
     def _commit(self, batch: list[_Pending]) -> None:
         db = self._writer_db
@@ -131,8 +144,11 @@ class InspectionLog:
             if images:
                 db.executemany("INSERT INTO images (sha256, format, bytes, first_seen) VALUES (?, ?, ?, ?) "
                                "ON CONFLICT (sha256) DO NOTHING", list(images.values()))
+            # ON CONFLICT on the record's id: the retry of a commit that did land (its
+            # acknowledgement lost with the connection) adds nothing twice.
             db.executemany(f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES "
-                           f"({', '.join('?' * len(COLUMNS))})", [r for p in batch for r in p.rows])
+                           f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING",
+                           [r for p in batch for r in p.rows])
 
     # -- reading -----------------------------------------------------------------------------
 

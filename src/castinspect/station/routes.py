@@ -133,8 +133,16 @@ def prometheus(s: StationDep) -> Response:
 
 @public.get("/healthz")
 def healthz(s: StationDep) -> JSONResponse:
-    """200 when the model is loaded and the log answers; 503 (with the reason) when it does not."""
+    """200 when the model is loaded, the log answers and its writes succeed; 503 when not (no
+    token needed, so it names neither the database nor the error)."""
     return s.health()
+
+
+@api.get("/v1/health")
+def health(s: StationDep) -> JSONResponse:
+    """``/healthz`` with the details: the log's target, the writer's state (last commit, the
+    failing write's time and error, requests queued) and a failure's text."""
+    return s.health(details=True)
 
 
 @public.get("/docs", response_class=HTMLResponse, include_in_schema=False)

@@ -110,13 +110,21 @@ class Station:
                 "task": "ok / defective" if ok_class else "defect types", "threshold": p.threshold,
                 "input_size": p.input_size, "backend": p.backend.name, "heatmaps": p.checkpoint is not None}
 
-    def health(self) -> JSONResponse:
-        """200 when the model is loaded and the log answers; 503 (with the reason) when it does not."""
-        body = {"status": "ok", "model": self.predictor.model_id, "log": self.log.target.describe()}
+    def health(self, details: bool = False) -> JSONResponse:
+        """200 when the model is loaded, the log answers and its last write did not fail; 503
+        when either fails. Public (``/healthz``) it names no database and no error text; with
+        ``details`` (``/v1/health``, behind the token) it adds the log, the writer's state and
+        the error."""
+        writer = self.log.writer_state()
+        body: dict = {"status": "ok", "model": self.predictor.model_id}
+        if details:
+            body.update(log=self.log.target.describe(), writer=writer)
         try:
             body["schema_version"] = self.log.schema_version()
         except Exception as exc:  # noqa: BLE001 - any database error
-            return JSONResponse({**body, "status": "log unavailable", "detail": str(exc)}, 503)
+            return JSONResponse({**body, "status": "log unavailable", **({"detail": str(exc)} if details else {})}, 503)
+        if writer["failing"]:  # reads may answer while writes fail (a full disk, a read-only file)
+            return JSONResponse({**body, "status": "log writes failing", "since": writer["error_since"]}, 503)
         return JSONResponse(body)
 
 
