@@ -20,6 +20,7 @@ from castinspect.core.config import Config
 from castinspect.data.datasets import load_folder, split_dir
 from castinspect.evaluation.report import read_history
 from castinspect.models.checkpoint import bundled_model_path, load_checkpoint
+from castinspect.models.network import predict_logits
 from castinspect.training.inputs import split_train_val
 from castinspect.training.run import finish_run, train_and_evaluate
 from castinspect.training.train import operating_point
@@ -30,8 +31,8 @@ def retarget(run_dir: Path, data_root: str, target_recall: float) -> None:
     split seed) for a defect recall, and re-evaluate; the test split is only reported."""
     ckpt = load_checkpoint(run_dir / "model.ckpt")
     _, val, _ = split_train_val(ckpt.config, data_root)
-    ckpt.temperature, ckpt.threshold = operating_point(ckpt.build_network(), val, ckpt.ok_index,
-                                                       ckpt.config.train.calibrate, target_recall)
+    ckpt.temperature, ckpt.threshold = operating_point(predict_logits(ckpt.build_network(), val.images), val.labels,
+                                                       ckpt.ok_index, ckpt.config.train.calibrate, target_recall)
     ckpt.info["threshold_rule"] = f"validation recall >= {target_recall}"
     ckpt.config.train.target_recall = target_recall
     test = load_folder(split_dir(data_root, "test"), ckpt.classes)

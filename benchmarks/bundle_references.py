@@ -19,6 +19,7 @@ from castinspect.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from castinspect.models.network import predict_outputs
 from castinspect.training.inputs import split_train_val
 from castinspect.training.train import model_familiarity
 
@@ -34,8 +35,9 @@ def main() -> None:
     train, val, _ = split_train_val(ckpt.config, args.data_root)
     ckpt.info["quality_reference"] = fit_reference(train.paths, seed=ckpt.config.data.split_seed).to_dict()
     tc = ckpt.config.train
-    familiarity = model_familiarity(ckpt.build_network(), train, val, tc.familiarity_share, tc.familiarity_bank,
-                                    tc.seed)
+    net = ckpt.build_network()
+    familiarity = model_familiarity(net, train, predict_outputs(net, val.images)[1], tc.familiarity_share,
+                                    tc.familiarity_bank, tc.seed)
     ckpt.familiarity = familiarity.to_state()
     save_checkpoint(ckpt, path)
     after = load_checkpoint(path)

@@ -148,11 +148,12 @@ def make_backend(name: str, checkpoint: Checkpoint | None, onnx_model: bytes | s
         if checkpoint is None:
             raise ValueError("the pytorch backend needs a checkpoint (.ckpt), not an exported .onnx model")
         return TorchBackend(checkpoint)
-    mirror = None  # an exported file judges whole
+    mirror, familiarity = None, None  # an exported file judges whole, familiarity included
     if onnx_model is None:
         onnx_model = to_onnx_bytes(checkpoint, one_view=True)  # in memory, a second or so
         mirror = mirror_average(checkpoint.config.model)  # the rule metadata() reports, without its hashing
-    return onnx_backend(name, onnx_model, mirror, checkpoint_familiarity(checkpoint) if mirror is not None else None)
+        familiarity = checkpoint_familiarity(checkpoint)  # applied here to the graph's embedding
+    return onnx_backend(name, onnx_model, mirror, familiarity)
 
 
 def onnx_backend(name: str, graph: bytes | str, mirror: bool | None = None,

@@ -29,6 +29,12 @@ SHARE = 0.005  # validation share left outside: a margin under the 1% of in-dist
 FIT_PHOTOS = 2000  # training photos embedded to choose the bank from (a random, seeded draw)
 
 
+def is_familiar(familiarity: np.ndarray, share: float) -> np.ndarray:
+    """The rule: familiar when at least ``share`` of the validation photos are as far (the
+    Predictor applies it with the share of a model's metadata, which an exported graph carries)."""
+    return np.asarray(familiarity) >= share
+
+
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
@@ -57,7 +63,7 @@ class Familiarity(nn.Module):
         return self(torch.from_numpy(np.ascontiguousarray(embedding, dtype=np.float32))).numpy()
 
     def familiar(self, familiarity: np.ndarray) -> np.ndarray:
-        return np.asarray(familiarity) >= self.share
+        return is_familiar(familiarity, self.share)
 
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and values for the checkpoint (``weights_only`` loading); the bank in

@@ -31,6 +31,7 @@ from castinspect.core.records import Inspection
 from castinspect.data.locate import crop_to_part, prepare
 from castinspect.data.quality import QualityReference, photo_stats
 from castinspect.inference.backends import make_backend
+from castinspect.inference.familiarity import is_familiar
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 
 Source = str | os.PathLike | bytes
@@ -193,7 +194,7 @@ class Predictor:
         """Which photos of ``judge``'s familiarity are unlike the training photos."""
         if familiarity is None or self.familiarity_share is None:
             return None
-        return np.asarray(familiarity) < self.familiarity_share
+        return ~is_familiar(familiarity, self.familiarity_share)
 
     def inspections(self, sources: Sequence[str], probs: np.ndarray,
                     reasons: Sequence[list[str]] | None = None,

@@ -131,26 +131,30 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class logits (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
+def _in_batches(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int, run) -> list:
+    """``run`` (the model or one of its methods) on decoded uint8 images, ``batch_size`` at a
+    time, in eval mode on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     images = torch.as_tensor(images)
-    out = [model(to_input(images[i:i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
+    with torch.no_grad():
+        return [run(to_input(images[i:i + batch_size]).to(device)) for i in range(0, len(images), batch_size)]
+
+
+def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class logits (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
+    out = [z.cpu() for z in _in_batches(model, images, batch_size, model)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
 
-@torch.no_grad()
-def predict_embeddings(model: Network, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Embeddings (N, D) for decoded uint8 images (N, S, S), averaged over the model's views, as
-    it judges them (``Network.forward_with_embedding``); puts the model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    images = torch.as_tensor(images)
-    out = [model.forward_with_embedding(to_input(images[i:i + batch_size]).to(device))[1].cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
+def predict_outputs(model: Network, images: np.ndarray | torch.Tensor,
+                    batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, C), embeddings (N, D)) for decoded uint8 images (N, S, S), each averaged over
+    the model's views as it judges them (``Network.forward_with_embedding``)."""
+    parts = _in_batches(model, images, batch_size, model.forward_with_embedding)
+    if not parts:
+        return np.zeros((0, model.num_classes), np.float32), np.zeros((0, 0), np.float32)
+    return torch.cat([z for z, _ in parts]).cpu().numpy(), torch.cat([e for _, e in parts]).cpu().numpy()
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -16,8 +16,7 @@ COLOURS = {WARNING: "#e69100", ALARM: "#c62828"}
 
 
 def _series(history: list[dict], signal: str, key: str) -> np.ndarray:
-    return np.array([(h["signals"][signal] or {}).get(key, np.nan) if h["signals"][signal] else np.nan
-                     for h in history], dtype=float)
+    return np.array([(h["signals"][signal] or {}).get(key, np.nan) for h in history], dtype=float)
 
 
 def _shade(ax, x: np.ndarray, history: list[dict]) -> None:

@@ -41,8 +41,7 @@ from castinspect.models.checkpoint import Checkpoint, load_resume_state, save_ch
 from castinspect.models.network import (
     count_flops,
     count_parameters,
-    predict_embeddings,
-    predict_logits,
+    predict_outputs,
     predict_probs,
     softmax,
     to_input,
@@ -310,8 +309,12 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
     trained = train_model(cfg, train, val, progress, deadline, state_path=run_dir / "last.ckpt", resume=resume)
     model, tc = trained.model, cfg.train
     selects = len(val.labels) >= tc.min_val_to_select
-    temperature, threshold = operating_point(model, val, ok_index, tc.calibrate and selects, tc.target_recall)
-    familiarity = model_familiarity(model, train, val, tc.familiarity_share, tc.familiarity_bank, tc.seed)
+    # One pass over validation serves both the operating point and the familiarity's calibration.
+    val_logits, val_embeddings = predict_outputs(model, val.images)
+    temperature, threshold = operating_point(val_logits, val.labels, ok_index, tc.calibrate and selects,
+                                             tc.target_recall)
+    familiarity = model_familiarity(model, train, val_embeddings, tc.familiarity_share, tc.familiarity_bank,
+                                    tc.seed)
     if familiarity is None:
         progress.message("no validation photos: familiarity is not measured (no photo will be flagged unfamiliar)")
     seconds = time.perf_counter() - t_start
@@ -343,28 +346,27 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
     return TrainResult(run_dir, ckpt, trained.history, val, skipped, seconds)
 
 
-def operating_point(model: torch.nn.Module, val: Decoded, ok_index: int | None, calibrate: bool = True,
+def operating_point(logits: np.ndarray, labels: np.ndarray, ok_index: int | None, calibrate: bool = True,
                     target_recall: float | None = None) -> tuple[float, float]:
-    """(temperature, threshold), both chosen on validation: temperature scaling, then the highest
-    threshold whose defect recall on validation is >= target_recall (0.5 without a target)."""
-    logits = predict_logits(model, val.images)
-    temperature = fit_temperature(logits, val.labels) if calibrate else 1.0
+    """(temperature, threshold), both chosen on the validation photos' ``logits`` and ``labels``:
+    temperature scaling, then the highest threshold whose defect recall on validation is >=
+    target_recall (0.5 without a target)."""
+    temperature = fit_temperature(logits, labels) if calibrate else 1.0
     if target_recall is None or ok_index is None:
         return temperature, 0.5
     p_defect = defect_probability(softmax(logits, temperature), ok_index)
-    return temperature, choose_threshold((val.labels != ok_index).astype(int), p_defect, target_recall)
+    return temperature, choose_threshold((labels != ok_index).astype(int), p_defect, target_recall)
 
 
-def model_familiarity(model: torch.nn.Module, train: Decoded, val: Decoded, share: float, bank: int,
-                      seed: int = 0):
+def model_familiarity(model: torch.nn.Module, train: Decoded, val_embeddings: np.ndarray, share: float,
+                      bank: int, seed: int = 0):
     """The familiarity model (``inference.familiarity``) of a trained model: its bank from the
-    embeddings of up to FIT_PHOTOS training photos (a seeded draw), calibrated on every validation
-    photo; None without validation photos."""
-    if not len(val.labels) or not len(train.labels):
+    embeddings of up to FIT_PHOTOS training photos (a seeded draw), calibrated on the validation
+    photos' ``val_embeddings``; None without validation photos."""
+    if not len(val_embeddings) or not len(train.labels):
         return None
     pick = np.sort(np.random.default_rng(seed).permutation(len(train.labels))[:FIT_PHOTOS])
-    return fit_familiarity(predict_embeddings(model, train.images[pick]), predict_embeddings(model, val.images),
-                           share, bank, seed)
+    return fit_familiarity(predict_outputs(model, train.images[pick])[1], val_embeddings, share, bank, seed)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
