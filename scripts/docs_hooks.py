@@ -47,7 +47,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "familiarity-methods": "Familiarity: nearest neighbour against Mahalanobis (the bundled model)",
           "familiarity-methods-neu-det": "Familiarity: nearest neighbour against Mahalanobis (NEU-DET)",
           "neu-det-familiarity": "NEU-DET with the default train, familiarity measured",
-          "drift-stream": "Drift alarms on a simulated line"}
+          "drift-stream": "Drift alarms on a simulated line",
+          "stats-scale": "The station's stats on a big log"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -83,6 +84,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = familiarity_methods(data)
     elif "streams" in data:
         body = drift_streams(data)
+    elif "sizes" in data:
+        body = stats_scale(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -191,6 +194,16 @@ def drift_streams(data: dict) -> list[str]:
             f"alarm after {pct(long['alarm_share'], 2)} of them ({long['alarms']}), warning or alarm after "
             f"{pct(long['warning_or_alarm_share'], 2)}; first alarm at photo {long['first_alarm'] or 'never'}.", ""]
     return out
+
+
+def stats_scale(data: dict) -> list[str]:
+    out = [f"{data['database']} log; synthetic inspections over 30 days, half in the last 24 hours. Median (worst) "
+           f"of 50 calls; target for the stats: at most {data['target_ms']} ms.", ""]
+    return out + table(["rows", "of them in the last 24 h", "stats (what /v1/stats returns)", "page (15 rows + total)",
+                        "counting the rows, as before"],
+                       [[f"{r['rows']:,}", f"{r['last_24h']:,}", f"{r['stats']['median_ms']:.2f} ms ({r['stats']['max_ms']:.2f})",
+                         f"{r['page']['median_ms']:.2f} ms ({r['page']['max_ms']:.2f})",
+                         f"{r['row_count_scan']['median_ms']:.0f} ms"] for r in data["sizes"]])
 
 
 def bench(data: dict) -> list[str]:

@@ -21,6 +21,17 @@ from pathlib import Path
 import pytest
 
 REQUIRED = os.environ.get("CASTINSPECT_REQUIRE_SYSTEM_TESTS") == "1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def benchmark(name: str):
+    """A script of benchmarks/ as a module (the load test's server and clients, for example)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def unavailable(reason: str) -> None:
@@ -131,11 +142,13 @@ def chromium_driver():
 class ThreadedServer:
     """The real app on uvicorn, in a thread of the test process, on a free loopback port."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, limits=None) -> None:
         import uvicorn
 
+        from castinspect.station.app import uvicorn_config
+
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", self.port, limits))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_for_port(self.port)

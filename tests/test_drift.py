@@ -60,6 +60,23 @@ def test_a_shift_raises_an_alarm_within_100_photos(shift, signal):
     assert alarm["signals"][signal]["state"] == ALARM and any(r.startswith(signal) for r in alarm["reasons"])
 
 
+def test_resuming_from_the_ends_of_a_stream_is_replaying_it():
+    """A restart reads a model's first and last records, not the whole log: the same state."""
+    rng = np.random.default_rng(3)
+    records = stream(900, rng, reject=0.3)
+    records += stream(300, rng, reject=0.5)
+    settings = DriftSettings(window=200, baseline=500, min_window=50)
+    full = DriftMonitor(settings)
+    full.extend(records)
+    for n in (100, 600, 1200):
+        resumed = DriftMonitor(settings)
+        resumed.resume(records[:min(n, 500)], records[max(min(n, 500), n - 200):n], n)
+        whole = DriftMonitor(settings)
+        whole.extend(records[:n])
+        assert resumed.state() == whole.state()
+    assert resumed.state() == full.state()
+
+
 def test_unjudged_photos_and_old_records_are_ignored_or_read():
     monitor = DriftMonitor(DriftSettings(window=60, baseline=60, min_window=50))
     monitor.add({"decision": None, "p_defect": None, "familiarity": None, "familiar": None})  # a failed photo

@@ -6,6 +6,7 @@ import csv
 import io
 import sqlite3
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -74,6 +75,73 @@ def test_stats_windows(db_url):
         assert s["all"]["reject_rate"] == pytest.approx(2 / 5)
 
 
+def test_counters_match_the_rows(db_url):
+    """The stats come from counters kept in the same transaction as the rows: after records of two
+    models, a retried commit and a duplicate key, they equal what counting the rows gives."""
+    now = datetime.now(timezone.utc)
+    with InspectionLog.open(db_url) as log:
+        items = [make(d, when=now - timedelta(minutes=m)) for d, m in
+                 [("ok", 1), ("ok", 90), ("defective", 3), ("review", 2000), ("defective", 59)]]
+        other = make("ok")
+        other.model = "m2"
+        log.record(items + [other])
+        log.record(items[:2])  # a retry of rows already in: nothing added, nothing counted
+        keyed = make("defective")
+        assert log.record([keyed], keys=["k-1"]) == set()
+        again = make("defective")
+        assert log.record([again], keys=["k-1"]) == {again.id}  # the key was taken: not recorded
+        assert log.find_key("k-1")["id"] == keyed.id
+        for since in (None, (now - timedelta(hours=1)).isoformat(timespec="milliseconds"),
+                      (now - timedelta(days=1)).isoformat(timespec="milliseconds")):
+            where, params = ("WHERE substr(time, 1, 16) >= ?", [since[:16]]) if since else ("", [])
+            expected = {d: n for d, n in log._query(f"SELECT decision, COUNT(*) FROM inspections {where} "
+                                                    f"GROUP BY decision", params)}
+            decisions, labels = log.counts(since)
+            assert {d: n for d, n in decisions.items() if n} == expected
+        assert log.page()[1] == 7 and log.page(decision="defective")[1] == 3
+        first, last, total = log.ends("m1", 2, 2)
+        assert [r["id"] for r in first] == [items[0].id, items[1].id] and total == 6
+        assert [r["id"] for r in last] == [items[4].id, keyed.id]
+
+
+def test_a_waiter_that_gives_up_is_told_the_truth(tmp_path):
+    """A commit not confirmed in time: a request still in the queue is taken out (certainly not
+    recorded); with the writer stuck behind another process's lock, the answer says so."""
+    from castinspect.station.log import LogUnavailable
+
+    db = tmp_path / "log.db"
+    with InspectionLog.open(db, commit_timeout=0.5) as log:
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            errors = []
+
+            def attempt():
+                try:
+                    log.record([make("ok")])
+                except LogUnavailable as exc:
+                    errors.append(exc)
+            first = threading.Thread(target=attempt)
+            first.start()
+            while log.writer.state()["commit_running_s"] is None:  # the writer is on it, stuck on the lock
+                time.sleep(0.01)
+            queued = [threading.Thread(target=attempt) for _ in range(3)]
+            for t in queued:
+                t.start()
+            for t in [first, *queued]:
+                t.join()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert len(errors) == 4
+        # the one the writer was busy with may land after its waiter left; the queued ones not
+        assert sum(e.recorded is False for e in errors) == 3 and all(e.recorded in (False, None) for e in errors)
+        assert all(e.ids for e in errors)
+        time.sleep(3)  # the writer's own attempt ends (the lock wait is bounded too)
+        logged = {r["id"] for r in log.iter_rows()}
+        assert not any(e.ids[0] in logged for e in errors if e.recorded is False)
+
+
 def test_concurrent_records_each_committed_once(db_url):
     """Many threads recording at once (group commit): every row lands exactly once."""
     with InspectionLog.open(db_url) as log:
@@ -125,7 +193,7 @@ def test_migrates_an_old_log_and_keeps_its_rows(db_url):
     saved = il.MIGRATIONS
     try:
         il.MIGRATIONS, il.SCHEMA_VERSION = saved[:1], 1
-        assert migrate(db) == 0
+        assert migrate(db)[0] == 0
         db.execute("INSERT INTO inspections (id, time, source, threshold, model, decision) "
                    "VALUES ('old', '2026-01-01T00:00:00.000+00:00', 'old.jpeg', 0.5, 'm0', 'ok')")
     finally:
@@ -135,6 +203,7 @@ def test_migrates_an_old_log_and_keeps_its_rows(db_url):
         assert log.migrated_from == 1 and log.schema_version() == len(MIGRATIONS)
         row = log.get("old")
         assert row["source"] == "old.jpeg" and row["image_sha256"] is None
+        assert log.stats()["all"]["total"] == 1 and log.stats()["all"]["ok"] == 1  # counters filled from the rows
         assert row["reasons"] == [] and row["familiarity"] is None and row["familiar"] is None
         log.record([make("ok")], images=[(b"\x89PNG\r\n\x1a\nxx", "png")])  # the new column works
         typed = Inspection(source="t.jpeg", label="scratch", score=0.9, p_defect=None, decision="defective",

@@ -153,3 +153,32 @@ def test_every_format_s_header_size_is_read_before_decoding(ext, params, channel
     from castinspect.core.io import header_size
     img = np.zeros((37, 53, channels) if channels > 1 else (37, 53), np.uint8)
     assert header_size(cv2.imencode(ext, img, params)[1].tobytes()) == (53, 37)
+
+
+def test_the_pixel_limit_is_configurable_and_refuses_unread():
+    from castinspect.core import io as cio
+
+    png = cv2.imencode(".png", np.zeros((1000, 1200), np.uint8))[1].tobytes()
+    saved = cio.MAX_PIXELS
+    try:
+        cio.set_max_pixels(1_000_000)
+        with pytest.raises(ImageError, match="too large") as err:
+            cio.read_image(png, "camera.png")
+        assert err.value.code == "too_many_pixels"
+        cio.set_max_pixels(2_000_000)
+        assert cio.read_image(png).shape == (1000, 1200)
+        with pytest.raises(ValueError):
+            cio.set_max_pixels(10)
+    finally:
+        cio.set_max_pixels(saved)
+
+
+def test_a_16_bit_rgba_photo_is_decoded_to_8_bits_by_the_decoder():
+    """Alpha dropped and 16 bits reduced while decoding: at most 3 bytes a pixel, never 8."""
+    from castinspect.core.io import decode_raw
+
+    rgba = np.zeros((40, 50, 4), np.uint16)
+    rgba[..., :3] = 40000
+    rgba[..., 3] = 65535
+    raw = decode_raw(cv2.imencode(".png", rgba)[1].tobytes(), "rgba.png")
+    assert raw.dtype == np.uint8 and raw.shape == (40, 50, 3) and abs(int(raw[0, 0, 0]) - 40000 // 257) <= 1

@@ -331,4 +331,33 @@ def test_a_retried_commit_adds_no_second_row(tmp_path):
                           threshold=0.5, model="m")
         log.record([insp])
         log.record([insp])  # the same record again (a commit whose acknowledgement was lost, retried)
-        assert log.page()[1] == 1
+        assert log.page()[1] == 1 and log.stats()["all"]["total"] == 1  # and counted once
+
+
+def test_an_idempotency_key_returns_the_first_answer(client, log):
+    first = client.post("/v1/inspect", files=upload(DEF[0]), headers={"Idempotency-Key": "line-3-trigger-1041"})
+    again = client.post("/v1/inspect", files=upload(DEF[0]), headers={"Idempotency-Key": "line-3-trigger-1041"})
+    assert first.status_code == again.status_code == 200
+    assert again.json()["id"] == first.json()["id"] and again.json()["replayed"] is True
+    assert again.json()["decision"] == first.json()["decision"] and "replayed" not in first.json()
+    by_header = client.post("/v1/inspect", files=upload(DEF[0]), headers={"X-Request-Id": "plc-77"})
+    assert client.post("/v1/inspect", files=upload(DEF[0]), headers={"X-Request-Id": "plc-77"}).json()["id"] == \
+        by_header.json()["id"]
+    # the same photo and name without a key: two parts, two records
+    plain = [client.post("/v1/inspect", files=upload(DEF[0])).json()["id"] for _ in range(2)]
+    assert plain[0] != plain[1]
+    assert log.page()[1] == 4 == log.stats()["all"]["total"]
+    reused = client.post("/v1/inspect", files=upload(OK[0]), headers={"Idempotency-Key": "line-3-trigger-1041"})
+    assert reused.status_code == 422 and "another photo" in reused.json()["detail"]
+    assert client.post("/v1/inspect", files=upload(OK[0]), headers={"Idempotency-Key": "two words"}).status_code == 422
+    batch = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in (OK[0], DEF[1])]
+    b1 = client.post("/v1/inspect/batch", files=batch, headers={"Idempotency-Key": "batch-9"}).json()
+    b2 = client.post("/v1/inspect/batch", files=batch, headers={"Idempotency-Key": "batch-9"}).json()
+    assert [i["id"] for i in b1["items"]] == [i["id"] for i in b2["items"]] and all(i["replayed"] for i in b2["items"])
+    assert log.page()[1] == 6
+
+
+def test_health_shows_the_writer_and_the_decode_slots(client):
+    body = client.get("/v1/health").json()
+    assert body["status"] == "ok" and body["decoding"]["slots"] >= 1 and body["decoding"]["queue_depth"] >= 64
+    assert body["writer"]["stalled"] is False and body["writer"]["queued"] == 0

@@ -3,17 +3,14 @@ acknowledged request), and a hard kill mid-load (nothing acknowledged is lost)."
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
-from pathlib import Path
+
+from services import benchmark
 
 from castinspect.station.log import InspectionLog
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")
-load_test = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(load_test)
+load_test = benchmark("load_test")
 
 
 def test_bounded_load_every_answer_logged_once(tmp_path):

@@ -44,31 +44,39 @@ def serve(
     station: Annotated[Optional[str], typer.Option(metavar="NAME", help="This station's name, written with each record (several stations, one log).")] = None,
     drift_window: WindowOpt = 200,
     drift_baseline: BaselineOpt = 500,
+    decode_slots: Annotated[Optional[int], typer.Option(metavar="N", help="Photos decoded and judged at once (default: one per core, at most 8); each holds up to about 7 bytes per pixel of the pixel limit.")] = None,
+    queue_wait: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for a decode slot (64 may wait) before it is told 503 with Retry-After.")] = 2.0,
+    commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for its record's commit (and a read for the log) before it is told 503.")] = 10.0,
+    max_pixels: Annotated[Optional[int], typer.Option(metavar="N", help="Largest photo in pixels (width x height), refused unread above (default 50,000,000).")] = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
     before its answer is sent.
 
     Example: castinspect serve --db sqlite:///line1.db   then open http://127.0.0.1:8000/
     """
+    from castinspect.core.io import set_max_pixels
     from castinspect.inference.predict import Predictor
-    from castinspect.station.app import check_binding
+    from castinspect.station.app import Limits, check_binding
     from castinspect.station.app import serve as run_server
     from castinspect.station.drift import DriftSettings
     from castinspect.station.log import InspectionLog
 
     with user_errors(OSError):
         check_binding(host, token)
+        if max_pixels is not None:
+            set_max_pixels(max_pixels)
+        limits = Limits(max_upload=int(max_upload_mb * 1024 * 1024), decode_slots=decode_slots, queue_wait=queue_wait)
         drift = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
                                    on_unfamiliar=on_unfamiliar)
     # a database that cannot be reached: say which and why, no traceback
     with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
-        log = InspectionLog.open(db, station=station)
+        log = InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
     say(f"castinspect serving model {predictor.model_id} on http://{host}:{port}/  "
         f"(log: {log.target.describe()}, schema v{log.schema_version()})")
     try:
-        run_server(predictor, log, host=host, port=port, token=token,
-                   max_upload=int(max_upload_mb * 1024 * 1024), store_images=store_images, drift=drift)
+        run_server(predictor, log, host=host, port=port, token=token, store_images=store_images, drift=drift,
+                   limits=limits)
     finally:
         log.close()
 

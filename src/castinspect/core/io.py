@@ -13,10 +13,13 @@ import stat
 from pathlib import Path
 from typing import Iterable
 
-# OpenCV reads this once, at its first decode: frames whose header claims more pixels are refused
-# before any memory is allocated for them (a decompression bomb).
-MAX_PIXELS = 50_000_000
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# Frames whose header claims more pixels are refused before any memory is allocated for them (a
+# decompression bomb): 50 MP is above every inspection camera's sensor we know of. Configurable
+# (set_max_pixels, CASTINSPECT_MAX_PIXELS) up to OpenCV's own limit, a backstop it reads once.
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS = int(os.environ.get("CASTINSPECT_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+OPENCV_MAX_PIXELS = 4 * DEFAULT_MAX_PIXELS
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(OPENCV_MAX_PIXELS))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,6 +51,15 @@ class ImageError(ValueError):
         self.source = source
         self.reason = reason
         self.code = code
+
+
+def set_max_pixels(pixels: int) -> None:
+    """The largest frame (width x height) a photo may have; larger ones are refused unread."""
+    global MAX_PIXELS
+    if not MIN_SIDE * MIN_SIDE <= pixels <= OPENCV_MAX_PIXELS:
+        raise ValueError(f"the pixel limit must lie between {MIN_SIDE * MIN_SIDE} and {OPENCV_MAX_PIXELS}")
+    MAX_PIXELS = int(pixels)
+    os.environ["CASTINSPECT_MAX_PIXELS"] = str(MAX_PIXELS)  # and in worker processes started later
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -181,7 +193,9 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
 
 
 def decode_raw(data: bytes, label: str) -> np.ndarray:
-    """The frame as stored (any channels and depth), after the content and size checks."""
+    """The frame as 8-bit grey, or 8-bit colour where it is coloured, after the content and size
+    checks. The decoder itself drops alpha and reduces 16 bits to 8 (IMREAD_ANYCOLOR): a frame
+    never costs more than 3 bytes a pixel, however it was stored."""
     if not data:
         raise ImageError(label, "empty file", "empty")
     if len(data) > MAX_FILE_BYTES:
@@ -195,7 +209,7 @@ def decode_raw(data: bytes, label: str) -> np.ndarray:
         raise ImageError(label, f"image dimensions too large ({claimed[0]}x{claimed[1]} pixels "
                                 f"> {MAX_PIXELS})", "too_many_pixels")
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR)
     except cv2.error as exc:
         raise ImageError(label, f"cannot decode image ({_first_line(exc)})") from None
     if img is None:

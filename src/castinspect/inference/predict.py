@@ -108,15 +108,17 @@ class Predictor:
     # -- photos ------------------------------------------------------------------------------
 
     def predict(self, sources: Iterable[Source], names: Iterable[str] | None = None,
-                batch_size: int = 64, prefetch: int = 2, keep_photos: bool = False) -> Iterator[Inspection]:
+                batch_size: int = 64, prefetch: int = 2, keep_photos: bool = False,
+                workers: int | None = None) -> Iterator[Inspection]:
         """Judge photos in input order, a batch at a time, while the next ``prefetch`` batches
-        decode (``core.parallel``). A bad file yields an Inspection with ``error`` set and the rest
-        go on. With ``keep_photos`` each Inspection carries its decoded photo (``photo``)."""
+        decode (``core.parallel``, on ``workers`` threads: the Predictor's own by default). A bad
+        file yields an Inspection with ``error`` set and the rest go on. With ``keep_photos`` each
+        Inspection carries its decoded photo (``photo``)."""
         def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
             gray, colour = self.read(item[1], item[0])
             return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray, colour) or []
 
-        with Decoder(self.workers) as decoder:
+        with Decoder(workers or self.workers) as decoder:
             for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
                 judged: dict[int, Inspection] = {}

@@ -7,6 +7,8 @@ label, never a path. The routes are listed in ``routes``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,24 +16,61 @@ from fastapi.responses import JSONResponse
 from castinspect.inference.predict import Predictor
 from castinspect.station import routes
 from castinspect.station.drift import DriftMonitor, DriftSettings
-from castinspect.station.log import InspectionLog
+from castinspect.station.http import timed_h11
+from castinspect.station.log import InspectionLog, LogUnavailable
 from castinspect.station.metrics import StationMetrics
-from castinspect.station.service import Station
-from castinspect.station.upload import DEFAULT_MAX_UPLOAD, SameOrigin, UploadLimit
+from castinspect.station.service import (
+    QUEUE_DEPTH,
+    QUEUE_WAIT,
+    Slots,
+    Station,
+    Unrecorded,
+)
+from castinspect.station.upload import (
+    BODY_TIMEOUT,
+    DEFAULT_MAX_UPLOAD,
+    SameOrigin,
+    UploadLimit,
+)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MIN_TOKEN = 16  # characters: a blank or short token is a guessable one
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much the station takes on at once, and how long it waits for whom.
+
+    ``decode_slots`` photos decoded and judged at once (None: one per core, at most 8), each
+    holding at most about 7 bytes per pixel of ``core.io.MAX_PIXELS``; ``queue_depth`` requests waiting for a
+    slot, each at most ``queue_wait`` seconds (then 503 with Retry-After); ``connections`` open at
+    once (uvicorn answers 503 beyond); a request's headers must arrive within ``header_timeout``
+    seconds and its body within ``body_timeout`` (408). The commit's time limit is the log's
+    (``InspectionLog.commit_timeout``)."""
+
+    max_upload: int = DEFAULT_MAX_UPLOAD
+    decode_slots: int | None = None
+    queue_depth: int = QUEUE_DEPTH
+    queue_wait: float = QUEUE_WAIT
+    connections: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = BODY_TIMEOUT
+
+
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
-               max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False,
-               drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None) -> FastAPI:
+               max_upload: int | None = None, store_images: bool = False,
+               drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None,
+               limits: Limits | None = None) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
     without an OK class is served too: every part is defective, its record names the type.
     ``drift``: the drift monitor's window and baseline (``station.drift``). ``trusted_hosts``
     (for a station without a token): the Host names it answers to, refusing cross-site writes
-    (``upload.SameOrigin``); ``serve`` passes the bound host and loopback's names."""
-    station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift))
+    (``upload.SameOrigin``); ``serve`` passes the bound host and loopback's names. ``limits``:
+    ``Limits`` (``max_upload``, when given, overrides its upload limit)."""
+    limits = limits or Limits()
+    max_upload = max_upload or limits.max_upload
+    station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift),
+                      Slots(limits.decode_slots, limits.queue_depth, limits.queue_wait))
     station.resume_drift()
     check_token(token)
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
@@ -41,8 +80,11 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     app.state.token = token.encode() if token else None
     if token is None and trusted_hosts is not None:
         app.add_middleware(SameOrigin, hosts=trusted_hosts)
-    app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response)
+    app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response,
+                       body_timeout=limits.body_timeout)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Unrecorded, _unrecorded)
+    app.add_exception_handler(LogUnavailable, _log_unavailable)
     app.include_router(routes.api)
     app.include_router(routes.public)
     return app
@@ -52,6 +94,15 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     """One readable sentence, e.g. "body.file: Field required", instead of a nested list."""
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return JSONResponse({"detail": problems}, 422)
+
+
+async def _unrecorded(request: Request, exc: Unrecorded) -> JSONResponse:
+    return JSONResponse(exc.body, 503, headers={"Retry-After": "5"})
+
+
+async def _log_unavailable(request: Request, exc: LogUnavailable) -> JSONResponse:
+    """A read the log did not answer in time."""
+    return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "5"})
 
 
 def check_token(token: str | None) -> None:
@@ -68,12 +119,23 @@ def check_binding(host: str, token: str | None) -> None:
                          "set a bearer token (--token or CASTINSPECT_TOKEN)")
 
 
+def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None):
+    """uvicorn's configuration for the station: its connection limit, the keep-alive and header
+    time limits (``station.http``)."""
+    import uvicorn
+
+    limits = limits or Limits()
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          http=timed_h11(limits.header_timeout), limit_concurrency=limits.connections,
+                          timeout_keep_alive=5)
+
+
 def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, store_images: bool = False,
-          drift: DriftSettings | None = None) -> None:
+          token: str | None = None, store_images: bool = False, drift: DriftSettings | None = None,
+          limits: Limits | None = None) -> None:
     import uvicorn
 
     check_binding(host, token)
-    app = create_app(predictor, log, token=token, max_upload=max_upload, store_images=store_images, drift=drift,
-                     trusted_hosts={host, *LOOPBACK})
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    app = create_app(predictor, log, token=token, store_images=store_images, drift=drift,
+                     trusted_hosts={host, *LOOPBACK}, limits=limits)
+    uvicorn.Server(uvicorn_config(app, host, port, limits)).run()

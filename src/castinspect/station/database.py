@@ -8,16 +8,20 @@ or where the dialects differ (SQLite cannot drop a constraint in place) one tupl
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 # Column types per dialect; the migrations are written once with these placeholders.
 _TYPES = {
-    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "blob": "BLOB"},
-    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION", "blob": "BYTEA"},
+    # clustered: a table stored in its key's order, so a range of buckets is read in one sweep
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "blob": "BLOB",
+               "clustered": "WITHOUT ROWID"},
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION", "blob": "BYTEA", "clustered": ""},
 }
 
 Migration = tuple[str, ...] | dict[str, tuple[str, ...]]
@@ -88,11 +92,50 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE inspections ADD COLUMN familiarity {real}",
         "ALTER TABLE inspections ADD COLUMN familiar INTEGER",
     ),
+    # 5: a client's idempotency key (a retry returns the first answer); counters kept with the
+    # rows, so the stats cost the same at a million rows as at ten; the log's identity, so that a
+    # reconnect can tell it reached the same log; the drift monitor's first and last rows per model
+    (
+        "ALTER TABLE inspections ADD COLUMN request_key TEXT",
+        "CREATE UNIQUE INDEX inspections_request_key ON inspections (request_key)",
+        "CREATE INDEX inspections_model ON inspections (model, seq)",
+        *(f"""CREATE TABLE inspection_{span} (
+            {bucket} TEXT NOT NULL,
+            model TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            label TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY ({bucket}, model, decision, label)
+        ) {{clustered}}""" for span, bucket in (("minutes", "minute"), ("hours", "hour"))),
+        """CREATE TABLE inspection_totals (
+            model TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            label TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (model, decision, label)
+        ) {clustered}""",
+        *(f"INSERT INTO inspection_{span} SELECT substr(time, 1, {width}), model, coalesce(decision, ''), "
+          f"coalesce(label, ''), COUNT(*) FROM inspections GROUP BY substr(time, 1, {width}), model, decision, label"
+          for span, width in (("minutes", 16), ("hours", 13))),
+        "INSERT INTO inspection_totals SELECT model, coalesce(decision, ''), coalesce(label, ''), COUNT(*) "
+        "FROM inspections GROUP BY model, decision, label",
+        "ALTER TABLE schema_version ADD COLUMN log_id TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+IDENTITY_SINCE = 5  # the schema version that gave a log its identity
 
 COLUMNS = ("id", "time", "source", "label", "score", "p_defect", "decision", "threshold", "model",
-           "scores", "latency_ms", "station", "image_sha256", "reasons", "familiarity", "familiar")
+           "scores", "latency_ms", "station", "image_sha256", "reasons", "familiarity", "familiar",
+           "request_key")
+
+# Time limits, so that a database that hangs (a network partition, a frozen server) or a lock held
+# by another process costs a request a bounded wait, never the station: seconds.
+CONNECT_TIMEOUT = 5
+STATEMENT_TIMEOUT = 5  # PostgreSQL, per statement, server side
+LOCK_TIMEOUT = 3  # PostgreSQL, waiting for a row or table lock
+SQLITE_BUSY = 2  # SQLite, waiting for another process's write lock
+MIGRATION_BUSY = 120  # a migration may wait for another station's (a table rebuild takes a while)
 
 
 @dataclass(frozen=True)
@@ -127,25 +170,47 @@ def parse_url(url: str | Path) -> Target:
 
 
 class Database:
-    """One connection and its dialect's differences: placeholders, connect, pragmas."""
+    """One connection and its dialect's differences: placeholders, connect, pragmas, time limits.
+    With ``create`` False a SQLite file that is not there is an error, not a new empty log."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, create: bool = True) -> None:
         self.dialect = target.dialect
+        self.committing = False
         if target.dialect == "sqlite":
-            Path(target.location).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(target.location)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.is_file():
+                raise FileNotFoundError(f"{target.location}: the inspection log is gone (moved or deleted)")
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so migrations (DDL) are
             # transactional too. check_same_thread=False: callers serialise access with a lock.
-            self.conn = sqlite3.connect(target.location, isolation_level=None, check_same_thread=False,
-                                        timeout=30)
+            # mode=rw: a reconnect opens the file that is there or fails; it never creates one.
+            uri = f"file:{quote(str(path.absolute()))}?mode={'rwc' if create else 'rw'}"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                        timeout=SQLITE_BUSY)
             self.conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             self.conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
-            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.busy(SQLITE_BUSY)
+            self.file = os.stat(path)
         else:
             try:
                 import psycopg
             except ImportError:
                 raise ImportError("PostgreSQL logs need: pip install 'castinspect[postgres]'") from None
-            self.conn = psycopg.connect(target.location, autocommit=True, connect_timeout=10)
+            # Keepalives and tcp_user_timeout notice a peer that vanished (a partition), where the
+            # kernel would otherwise retransmit for a quarter of an hour; the server-side timeouts
+            # end a statement stuck behind a lock.
+            self.conn = psycopg.connect(
+                target.location, autocommit=True, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
+                keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+                tcp_user_timeout=STATEMENT_TIMEOUT * 2000,
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT * 1000} -c lock_timeout={LOCK_TIMEOUT * 1000}")
+            self.file = None
+
+    def busy(self, seconds: float) -> None:
+        """How long SQLite waits for another connection's lock before it gives up (SQLITE_BUSY)."""
+        if self.dialect == "sqlite":
+            self.conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
@@ -168,24 +233,41 @@ class Database:
 
 
 class Transaction:
+    """BEGIN ... COMMIT, or ROLLBACK on an error. ``db.committing`` stays True when COMMIT itself
+    failed: over a network the transaction may then have committed without our hearing."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def __enter__(self) -> Database:
+        self.db.committing = False
         # IMMEDIATE: take SQLite's write lock at the start, so two stations' migrations or
         # writes queue up instead of failing half-way.
         self.db.execute("BEGIN IMMEDIATE" if self.db.dialect == "sqlite" else "BEGIN")
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self.db.committing = True
+            self.db.execute("COMMIT")
+            self.db.committing = False
+            return
+        try:
+            self.db.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the connection is gone: the transaction went with it
+            pass
 
 
-def migrate(db: Database) -> int:
-    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before. A log written by
-    a newer castinspect is refused rather than guessed at."""
+def migrate(db: Database) -> tuple[int, str | None]:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before and the log's
+    identity (made once, kept in ``schema_version``). A log written by a newer castinspect is
+    refused rather than guessed at."""
+    db.busy(MIGRATION_BUSY)
     with db.transaction():
         if db.dialect == "postgresql":
+            # A migration may take long on a big log, or wait for another station's: no time limit.
+            db.execute("SET LOCAL statement_timeout = 0")
+            db.execute("SET LOCAL lock_timeout = 0")
             # Two stations starting at once against one empty database: one migrates, one waits.
             db.execute("SELECT pg_advisory_xact_lock(4711)")
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -202,4 +284,17 @@ def migrate(db: Database) -> int:
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         else:
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    return found
+        log_id = None
+        if SCHEMA_VERSION >= IDENTITY_SINCE:
+            db.execute("UPDATE schema_version SET log_id = ? WHERE log_id IS NULL", (uuid.uuid4().hex,))
+            log_id = db.execute("SELECT log_id FROM schema_version").fetchone()[0]
+    db.busy(SQLITE_BUSY)
+    return found, log_id
+
+
+def identity(db: Database) -> tuple[int, str | None]:
+    """The schema version and identity of the log this connection reached."""
+    row = db.execute("SELECT version, log_id FROM schema_version").fetchone()
+    if row is None:
+        raise RuntimeError("the inspection log has no schema version (not an inspection log)")
+    return int(row[0]), row[1]

@@ -102,6 +102,14 @@ class DriftMonitor:
         for r in records:
             self.add(r)
 
+    def resume(self, first: Iterable[Any], last: Iterable[Any], total: int) -> None:
+        """Where feeding a whole stream would leave the monitor, from its ends: the ``first``
+        judgements (at least the baseline's worth, or all), the ``last`` after those (at least a
+        window's worth, or all) and how many there were in all."""
+        self.extend(first)
+        self.extend(last)
+        self.seen = max(self.seen, total)
+
     # -- the signals ---------------------------------------------------------------------------
 
     def _share(self, flags: list[bool], expected: float, what: str) -> dict | None:

@@ -5,9 +5,9 @@
     InspectionLog.open("postgresql://user@host:5432/name")    # several stations, one log
 
 ``record`` returns only once its rows are committed, so a caller that answers after it never
-reports a judgement the log could lose. Writes go through one writer thread that commits whatever
-has queued up in one transaction (group commit): under load many requests share one fsync, and
-each still waits for its own commit.
+reports a judgement the log could lose; writes go through one writer thread (``station.writer``:
+group commit, bounded waits). Reads run on a reader thread of their own and are waited for a
+bounded time; ``probe`` checks, on a third, that the log answers and is still the log opened.
 
 The schema is versioned (``database.MIGRATIONS``). Timestamps are UTC ISO-8601 text of one fixed
 width ("2026-11-22T07:38:53.123+00:00"): the same in both databases, exact on the round trip, and
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
+import os
+import shutil
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
@@ -29,63 +31,91 @@ from typing import IO, Any, Iterable, Iterator
 from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection, utc_now
 from castinspect.core.sinks import write_records
-from castinspect.station.database import COLUMNS, Database, Target, migrate, parse_url
+from castinspect.station.database import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    Database,
+    Target,
+    identity,
+    migrate,
+    parse_url,
+)
+from castinspect.station.writer import LogUnavailable, Pending, Writer
 
 DEFAULT_DB = "castinspect.db"
+COMMIT_TIMEOUT = 10.0  # seconds a request waits for its commit (or a read for the log) before 503
+PROBE_TIMEOUT = 0.5  # seconds health waits for the log to answer
+MIN_FREE = 1 << 20  # bytes free on a SQLite log's disk below which it is called full
+
+
+def not_answering(timeout: float) -> tuple[str, str]:
+    return "log not answering", f"the log did not answer a health check within {timeout:g} s"
 
 
 def image_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass
-class _Pending:
-    rows: list[tuple]
-    images: list[tuple]
-    done: Future
-
-
 class InspectionLog:
     """Append and query inspections. Thread-safe: ``record`` from any thread (it blocks until the
-    rows are committed), queries under a lock on a second connection."""
+    rows are committed, at most ``commit_timeout`` seconds), queries under a lock on a second
+    connection (waiting at most as long for it)."""
 
-    def __init__(self, target: Target, station: str | None = None) -> None:
+    def __init__(self, target: Target, station: str | None = None, commit_timeout: float = COMMIT_TIMEOUT) -> None:
         self.target = target
         self.station = station
+        self.commit_timeout = commit_timeout
         self._reader = Database(target)
-        self.migrated_from = migrate(self._reader)
-        self._read_lock = threading.Lock()
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
-        self._writer_db = Database(target)
-        # The writer's state, for an honest health check: when it last committed, and the error of
-        # its last attempt while that attempt failed (None once a commit succeeds again).
-        self.last_commit: str | None = None
-        self.write_error: tuple[str, str] | None = None  # (time, error)
-        self._writer = threading.Thread(target=self._write_loop, name="inspection-log-writer", daemon=True)
-        self._writer.start()
+        self.migrated_from, self.log_id = migrate(self._reader)
+        self._file = self._reader.file  # the SQLite file opened, by device and inode
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="inspection-log-reader")
+        self._probe = ThreadPoolExecutor(1, thread_name_prefix="inspection-log-probe")
+        self._probe_db: Database | None = None
+        self._probing: Future | None = None
+        self._probe_lock = threading.Lock()
+        self.writer = Writer(Database(target), target.describe(), commit_timeout, self._same_file,
+                             self._reconnect, target.location)
 
     @classmethod
-    def open(cls, url: str | Path = DEFAULT_DB, station: str | None = None, create: bool = True) -> "InspectionLog":
+    def open(cls, url: str | Path = DEFAULT_DB, station: str | None = None, create: bool = True,
+             commit_timeout: float = COMMIT_TIMEOUT) -> "InspectionLog":
         """The log at ``url`` (see ``database.parse_url``). With ``create`` False, a SQLite file
         that does not exist is an error instead of a new, empty log."""
         target = parse_url(url)
         if not create and target.dialect == "sqlite" and not Path(target.location).is_file():
             raise FileNotFoundError(f"{target.location}: no such inspection log")
-        return cls(target, station)
+        return cls(target, station, commit_timeout)
 
     # -- writing -----------------------------------------------------------------------------
 
     def record(self, inspections: list[Inspection], latency_ms: list[float | None] | None = None,
-               images: list[tuple[bytes, str | None] | None] | None = None) -> None:
-        """Commit these inspections (with their latencies and, optionally, the photo bytes and
-        format for audit); returns after the commit. Raises if the commit failed."""
+               images: list[tuple[bytes, str | None] | None] | None = None,
+               keys: list[str | None] | None = None, hashes: list[str | None] | None = None) -> set[str]:
+        """Commit these inspections (with their latencies, optionally the photo bytes and format
+        for audit, the clients' idempotency keys, and the photos' SHA-256 where their bytes are
+        not kept); returns after the commit, or raises ``LogUnavailable``. Returns the ids of the
+        inspections not recorded because a record with the same key already was (the caller
+        answers with that one: ``find_key``)."""
+        pending = self.submit(inspections, latency_ms, images, keys, hashes)
+        return set() if pending is None else self.writer.wait(pending)
+
+    async def record_async(self, inspections: list[Inspection], latency_ms: list[float | None] | None = None,
+                           images: list[tuple[bytes, str | None] | None] | None = None,
+                           keys: list[str | None] | None = None, hashes: list[str | None] | None = None) -> set[str]:
+        """``record`` for a coroutine: the wait for the commit holds no thread."""
+        pending = self.submit(inspections, latency_ms, images, keys, hashes)
+        return set() if pending is None else await self.writer.wait_async(pending)
+
+    def submit(self, inspections: list[Inspection], latency_ms: list[float | None] | None = None,
+               images: list[tuple[bytes, str | None] | None] | None = None,
+               keys: list[str | None] | None = None, hashes: list[str | None] | None = None) -> Pending | None:
+        """Queue these inspections for the writer; its ``done`` future says when they are in."""
         if not inspections:
-            return
-        latency_ms = latency_ms or [None] * len(inspections)
-        images = images or [None] * len(inspections)
+            return None
+        n = len(inspections)
+        latency_ms, images, keys, hashes = (v or [None] * n for v in (latency_ms, images, keys, hashes))
         rows, blobs = [], []
-        for insp, ms, image in zip(inspections, latency_ms, images, strict=True):
-            sha = None
+        for insp, ms, image, key, sha in zip(inspections, latency_ms, images, keys, hashes, strict=True):
             if image is not None:
                 sha = image_key(image[0])
                 blobs.append((sha, image[1], image[0], insp.time))
@@ -93,71 +123,101 @@ class InspectionLog:
                          insp.decision, insp.threshold, insp.model,
                          json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha,
                          json.dumps(insp.reasons), insp.familiarity,
-                         None if insp.familiar is None else int(insp.familiar)))
-        if not self._writer.is_alive():
-            raise RuntimeError(f"the inspection log {self.target.describe()} is closed")
-        pending = _Pending(rows, blobs, Future())
-        self._queue.put(pending)
-        pending.done.result()
+                         None if insp.familiar is None else int(insp.familiar), key))
+        return self.writer.submit(rows, blobs)
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while True:  # everything that queued up while the last commit ran: one transaction
+    # -- health ------------------------------------------------------------------------------
+
+    def probe(self) -> Future:
+        """A check that the log answers and is still the log this station opened (same file, same
+        identity, the expected schema), on a thread of its own; its result is None when all is
+        well, else (what is wrong, in words safe to show anyone; the detail). A check that has not
+        come back is shared, not repeated: a database that hangs ties up one thread, not one per
+        health request."""
+        with self._probe_lock:
+            if self._probing is None or self._probing.done():
+                self._probing = self._probe.submit(self._check)
+            return self._probing
+
+    def _same_file(self) -> bool:
+        """For SQLite, whether the file at the log's path is the one this station opened."""
+        if self._file is None:
+            return True
+        try:
+            now = os.stat(self.target.location)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (self._file.st_dev, self._file.st_ino)
+
+    def _check(self) -> tuple[str, str] | None:
+        try:
+            if not self._same_file():
+                if not os.path.exists(self.target.location):
+                    return "log file gone", f"{self.target.location} is gone (moved or deleted)"
+                return "log file replaced", f"{self.target.location} was replaced by another file"
+            if self._file is not None:
+                free = shutil.disk_usage(Path(self.target.location).absolute().parent).free
+                if free < MIN_FREE:  # a small write may still fit; a record with its photo will not
+                    return "log disk full", f"{free} bytes free on the log's disk (at least {MIN_FREE} wanted)"
+            if self._probe_db is None:
+                self._probe_db = Database(self.target, create=False)
+            problem = self._same_log(self._probe_db)
+            if problem:
+                return "not the same log", problem
+            failed = self.writer.write_error
+            if failed is not None:
+                # The writer's last commit failed and nothing has been written since: would one go
+                # through now (the disk has room again, the file is back)? Then health recovers on
+                # an idle line too.
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            try:
+                    _write_probe(self._probe_db)
+                except Exception as exc:  # noqa: BLE001 - the database answers, but refuses writes
+                    return "log writes failing", f"{type(exc).__name__}: {exc}"
+                if self.writer.write_error is failed:
+                    self.writer.write_error = None
+            return None
+        except Exception as exc:  # noqa: BLE001 - any database error: a fresh connection next time
+            if self._probe_db is not None:
                 try:
-                    self._commit(batch)
-                except Exception:  # noqa: BLE001 - a dropped connection (e.g. PostgreSQL restarted):
-                    self._writer_db = self._reconnect(self._writer_db)  # once more on a fresh one
-                    self._commit(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiter hears about it
-                self.write_error = (utc_now(), f"{type(exc).__name__}: {exc}")
-                for p in batch:
-                    p.done.set_exception(exc)
-            else:
-                self.last_commit, self.write_error = utc_now(), None
-                for p in batch:
-                    p.done.set_result(None)
+                    self._probe_db.close()
+                except Exception:  # noqa: BLE001 - it was broken already
+                    pass
+                self._probe_db = None
+            return "log unavailable", f"{type(exc).__name__}: {exc}"
 
-    def writer_state(self) -> dict:
-        """Whether the last commit attempt failed (and why), when one last succeeded, and how
-        many requests wait for the writer."""
-        return {"failing": self.write_error is not None, "last_commit": self.last_commit,
-                "error_since": self.write_error[0] if self.write_error else None,
-                "error": self.write_error[1] if self.write_error else None, "queued": self._queue.qsize()}
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        db = self._writer_db
-        images = {sha: (sha, fmt, data, t) for p in batch for sha, fmt, data, t in p.images}
-        with db.transaction():
-            if images:
-                db.executemany("INSERT INTO images (sha256, format, bytes, first_seen) VALUES (?, ?, ?, ?) "
-                               "ON CONFLICT (sha256) DO NOTHING", list(images.values()))
-            # ON CONFLICT on the record's id: the retry of a commit that did land (its
-            # acknowledgement lost with the connection) adds nothing twice.
-            db.executemany(f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES "
-                           f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING",
-                           [r for p in batch for r in p.rows])
+    def _same_log(self, db: Database) -> str | None:
+        if self._file is not None and db.file is not None and \
+                (db.file.st_dev, db.file.st_ino) != (self._file.st_dev, self._file.st_ino):
+            # another file at the path; its content may even look right (the old write-ahead log
+            # beside it is read into it), but it is not the file this station opened
+            return "another file is at the log's path"
+        version, log_id = identity(db)
+        if log_id != self.log_id:
+            return "the database reached is not the log this station opened (another identity)"
+        if version != SCHEMA_VERSION:
+            return f"the log's schema changed under this station (version {version}, expected {SCHEMA_VERSION})"
+        return None
 
     # -- reading -----------------------------------------------------------------------------
 
     def _reconnect(self, db: Database) -> Database:
-        """A fresh connection in place of one that failed; the old one if none can be made now
-        (the next failure tries again)."""
+        """A fresh connection in place of one that failed, to the same log (never a new one: a
+        SQLite file that is not there is not created, a database of another identity is not
+        used); the old one if none can be made now (the next failure tries again)."""
+        if not self._same_file():
+            # Not even opened: SQLite would read the old write-ahead log beside it into another
+            # file, and on closing move its pages there (records lost from the original).
+            return db
         try:
-            fresh = Database(self.target)
-        except Exception:  # noqa: BLE001 - still unreachable
+            fresh = Database(self.target, create=False)
+        except Exception:  # noqa: BLE001 - still unreachable, or the file is gone
+            return db
+        try:
+            problem = self._same_log(fresh)
+        except Exception:  # noqa: BLE001 - no schema at all
+            problem = "not an inspection log"
+        if problem:
+            fresh.close()
             return db
         try:
             db.close()
@@ -166,19 +226,32 @@ class InspectionLog:
         return fresh
 
     def _query(self, statement: str, params: Iterable[Any] = ()) -> list[tuple]:
-        with self._read_lock:
-            try:
-                return self._reader.execute(statement, params).fetchall()
-            except Exception:
-                if self.target.dialect == "sqlite":
-                    raise
-                self._reader = self._reconnect(self._reader)  # one retry on a fresh connection
-                return self._reader.execute(statement, params).fetchall()
+        """A read on the reader's own thread, waited for at most ``commit_timeout``: a read stuck on
+        a database that hangs ties up that thread, not the caller (who hears LogUnavailable), and
+        reads queued behind it give up when their time has passed."""
+        deadline = time.monotonic() + self.commit_timeout
+        future = self._reads.submit(self._read, statement, params, deadline)
+        try:
+            return future.result(self.commit_timeout)
+        except TimeoutError:
+            future.cancel()
+            raise LogUnavailable(f"the inspection log did not answer within {self.commit_timeout:g} s") from None
+
+    def _read(self, statement: str, params: Iterable[Any], deadline: float) -> list[tuple]:
+        if time.monotonic() > deadline:  # its caller has given up already
+            raise LogUnavailable("the inspection log did not answer in time")
+        try:
+            return self._reader.execute(statement, params).fetchall()
+        except Exception:
+            if self.target.dialect == "sqlite":
+                raise
+            self._reader = self._reconnect(self._reader)  # one retry on a fresh connection
+            return self._reader.execute(statement, params).fetchall()
 
     def page(self, limit: int = 50, offset: int = 0, decision: str | None = None) -> tuple[list[dict], int]:
         """(inspections newest first, the number of all rows matching the filter)."""
         where, params = ("WHERE decision = ?", [decision]) if decision else ("", [])
-        total = self._query(f"SELECT COUNT(*) FROM inspections {where}", params)[0][0]
+        total = self._query(f"SELECT COALESCE(SUM(n), 0) FROM inspection_totals {where}", params)[0][0]
         rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections {where} "
                            f"ORDER BY seq DESC LIMIT ? OFFSET ?", params + [limit, offset])
         return [_row_dict(r) for r in rows], int(total)
@@ -187,20 +260,44 @@ class InspectionLog:
         rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE id = ?", [inspection_id])
         return _row_dict(rows[0]) if rows else None
 
+    def find_key(self, key: str) -> dict | None:
+        """The inspection recorded with this idempotency key, if any."""
+        return self.find_keys([key]).get(key)
+
+    def find_keys(self, keys: list[str]) -> dict[str, dict]:
+        """The inspections recorded with these keys, by key (indexed lookups, 500 at a time)."""
+        found: dict[str, dict] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE request_key IN "
+                               f"({', '.join('?' * len(chunk))})", chunk)
+            found.update((r["request_key"], r) for r in map(_row_dict, rows))
+        return found
+
     def image(self, sha256: str) -> tuple[bytes, str | None] | None:
         rows = self._query("SELECT bytes, format FROM images WHERE sha256 = ?", [sha256])
         return (bytes(rows[0][0]), rows[0][1]) if rows else None
 
     def counts(self, since: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
         """Inspections per decision and per label (class, or defect type), all time or from
-        ``since`` (an ISO time) on: one query for both."""
-        where, params = ("WHERE time >= ?", [since]) if since else ("", [])
-        rows = self._query(f"SELECT decision, label, COUNT(*) FROM inspections {where} "
-                           f"GROUP BY decision, label", params)
+        ``since`` (an ISO time, to the minute) on, from the counters kept with the rows: the
+        minutes up to the next full hour, then whole hours. The cost depends on neither the size
+        of the log nor how busy the line is."""
+        if since:
+            start = datetime.fromisoformat(since[:16]).replace(tzinfo=None)
+            hour = (start + timedelta(minutes=59)).replace(minute=0).isoformat(timespec="hours")
+            rows = self._query(
+                "SELECT decision, label, SUM(n) FROM ("
+                "SELECT decision, label, n FROM inspection_minutes WHERE minute >= ? AND minute < ? "
+                "UNION ALL SELECT decision, label, n FROM inspection_hours WHERE hour >= ?) AS spans "
+                "GROUP BY decision, label", [since[:16], hour + ":00", hour])
+        else:
+            rows = self._query("SELECT decision, label, SUM(n) FROM inspection_totals GROUP BY decision, label")
         decisions, labels = {d: 0 for d in DECISIONS}, {}
         for decision, label, n in rows:
-            decisions[decision] = decisions.get(decision, 0) + int(n)
-            if label is not None:
+            if decision:
+                decisions[decision] = decisions.get(decision, 0) + int(n)
+            if label:
                 labels[label] = labels.get(label, 0) + int(n)
         return decisions, dict(sorted(labels.items()))
 
@@ -218,6 +315,17 @@ class InspectionLog:
             out[name] = {**c, "total": total, "reject_rate": c["defective"] / total if total else None,
                          "labels": labels}
         return out
+
+    def ends(self, model: str, first: int, last: int) -> tuple[list[dict], list[dict], int]:
+        """A model's first ``first`` records, its last ``last`` after those (both oldest first),
+        and how many it has: what the drift monitor resumes from, without reading the whole log."""
+        head = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? "
+                           f"ORDER BY seq LIMIT ?", [model, first])
+        after = head[-1][0] if head else 0
+        tail = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? AND seq > ? "
+                           f"ORDER BY seq DESC LIMIT ?", [model, after, last])
+        total = self._query("SELECT COALESCE(SUM(n), 0) FROM inspection_totals WHERE model = ?", [model])[0][0]
+        return [_row_dict(r[1:]) for r in head], [_row_dict(r[1:]) for r in reversed(tail)], int(total)
 
     def iter_rows(self, batch: int = 1000) -> Iterator[dict]:
         """Every inspection, oldest first, a page at a time (bounded memory for a big log)."""
@@ -240,16 +348,47 @@ class InspectionLog:
         return int(self._query("SELECT version FROM schema_version")[0][0])
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._writer.join()
-        self._writer_db.close()
-        self._reader.close()
+        """Commit what is queued and close. A writer or reader stuck on a database that hangs is
+        left behind (their threads are daemons) rather than holding the process up."""
+        idle = self.writer.close()
+        for pool in (self._reads, self._probe):
+            try:
+                pool.submit(lambda: None).result(self.commit_timeout if idle else 0.1)  # behind any read under way
+            except TimeoutError:
+                idle = False
+            pool.shutdown(wait=False, cancel_futures=True)
+        if not idle:
+            return
+        for db in (self.writer.db, self._reader, self._probe_db):
+            if db is not None:
+                try:
+                    db.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
 
     def __enter__(self) -> "InspectionLog":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _RollBack(Exception):
+    pass
+
+
+def _write_probe(db: Database) -> None:
+    """A write that changes nothing: a committed no-op update (the file takes a write), and an
+    inspection row inserted and rolled back (the table takes one). Raises if either fails."""
+    with db.transaction():
+        db.execute("UPDATE schema_version SET version = version")
+    try:
+        with db.transaction():
+            db.execute("INSERT INTO inspections (id, time, source, model) VALUES (?, ?, '', '')",
+                       (f"health-probe-{uuid.uuid4().hex}", utc_now()))
+            raise _RollBack
+    except _RollBack:
+        pass
 
 
 def _row_dict(row: tuple) -> dict:

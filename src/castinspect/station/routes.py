@@ -12,6 +12,10 @@
     GET  /                      the operator page (static, no external assets)
 
 A bearer token, when set, guards everything but ``/healthz``, ``/docs`` and the page.
+
+Routes that touch no database (health, metrics, the model, the page) are coroutines: they answer
+even while every thread waits on a database that hangs. So are the inspect routes, whose work
+runs in the station's decode slots and whose wait for the commit holds no thread.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import hmac
 from importlib import resources
 from typing import Annotated, Optional
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from castinspect.station.apidoc import api_reference
@@ -29,11 +42,11 @@ from castinspect.station.service import Station
 from castinspect.station.upload import MAX_BATCH_FILES, MEDIA_TYPES, upload_label
 
 
-def station(request: Request) -> Station:
+async def station(request: Request) -> Station:  # async: a dependency of its own needs no thread
     return request.app.state.station
 
 
-def authorised(request: Request) -> None:
+async def authorised(request: Request) -> None:
     expected = request.app.state.token
     if expected is None:
         return
@@ -49,7 +62,20 @@ public = APIRouter()
 PHOTO_ERRORS = {400: {"description": "empty photo"}, 401: {"description": "missing or wrong bearer token"},
                 413: {"description": "upload too large"}, 415: {"description": "not an image"},
                 422: {"description": "corrupt, truncated, absurd dimensions, or no file field"},
-                503: {"description": "inspection log unavailable: nothing recorded"}}
+                503: {"description": "station busy (Retry-After), or the inspection log could not confirm the "
+                                     "record: ``recorded`` false (nothing recorded) or null (it may be: "
+                                     "look ``id`` up, or retry with the same Idempotency-Key)"}}
+KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
+
+
+async def request_key(
+        idempotency_key: Annotated[Optional[str], Header(
+            pattern=KEY_PATTERN, description="A key of the client's choosing (e.g. the part or trigger id), unique "
+            "across the log: a retry with the same key returns the first answer instead of recording the part "
+            "twice.")] = None,
+        x_request_id: Annotated[Optional[str], Header(
+            pattern=KEY_PATTERN, description="Read as Idempotency-Key when that is absent.")] = None) -> Optional[str]:
+    return idempotency_key or x_request_id
 
 
 async def one_file(request: Request) -> None:
@@ -60,21 +86,25 @@ async def one_file(request: Request) -> None:
 
 
 @api.post("/v1/inspect", responses=PHOTO_ERRORS, dependencies=[Depends(one_file)])
-def inspect(s: StationDep,
-            file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
-            heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
-    """Judge one photo; the answer comes after its record is committed."""
-    return s.inspect(file.file.read(), upload_label(file.filename), heatmap)
-
+async def inspect(s: StationDep,
+                  file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
+                  key: Annotated[Optional[str], Depends(request_key)],
+                  heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
+    """Judge one photo; the answer comes after its record is committed. With an
+    ``Idempotency-Key`` (or ``X-Request-Id``) header already recorded, the first answer, marked
+    ``replayed``; without one, every request is a new record."""
+    return await s.inspect(file.file, upload_label(file.filename), heatmap, key)
 
 
 @api.post("/v1/inspect/batch", responses=PHOTO_ERRORS)
-def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(description="Up to 64 photos.")]) -> dict:
+async def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(description="Up to 64 photos.")],
+                        key: Annotated[Optional[str], Depends(request_key)]) -> dict:
     """Judge several photos in one request. Each unreadable photo gets an ``error`` entry; the
-    rest are judged and committed (in one transaction) before the answer."""
+    rest are judged and committed (in one transaction) before the answer. With an
+    ``Idempotency-Key``, photo i is recorded under ``KEY#i``."""
     if len(files) > MAX_BATCH_FILES:
         raise HTTPException(413, f"{len(files)} files in one batch; at most {MAX_BATCH_FILES}")
-    return s.inspect_batch([upload_label(f.filename) for f in files], [f.file.read() for f in files])
+    return await s.inspect_batch([upload_label(f.filename) for f in files], [f.file for f in files], key)
 
 
 @api.get("/v1/inspections")
@@ -114,39 +144,41 @@ def stats(s: StationDep) -> dict:
 
 
 @api.get("/v1/drift")
-def drift(s: StationDep) -> dict:
+async def drift(s: StationDep) -> dict:
     """Where the line stands: ``state`` (ok / warning / alarm), the ``reasons``, and each signal
     over the rolling window of this model's judgements (``station.drift``)."""
     return s.drift_state()
 
 
 @api.get("/v1/model")
-def model(s: StationDep) -> dict:
+async def model(s: StationDep) -> dict:
     return s.model()
 
 
 @api.get("/metrics")
-def prometheus(s: StationDep) -> Response:
+async def prometheus(s: StationDep) -> Response:
     s.drift_state()  # the drift gauges as of now
     return Response(s.metrics.text(), media_type=CONTENT_TYPE)
 
 
 @public.get("/healthz")
-def healthz(s: StationDep) -> JSONResponse:
-    """200 when the model is loaded, the log answers and its writes succeed; 503 when not (no
-    token needed, so it names neither the database nor the error)."""
-    return s.health()
+async def healthz(s: StationDep) -> JSONResponse:
+    """200 when the model is loaded, the log answers (within half a second, as the log this
+    station opened) and its writes neither fail nor hang; 503 when not (no token needed, so it
+    names neither the database nor the error)."""
+    return await s.health()
 
 
 @api.get("/v1/health")
-def health(s: StationDep) -> JSONResponse:
+async def health(s: StationDep) -> JSONResponse:
     """``/healthz`` with the details: the log's target, the writer's state (last commit, the
-    failing write's time and error, requests queued) and a failure's text."""
-    return s.health(details=True)
+    failing write's time and error, a commit under way, requests queued), the decode slots, and
+    a failure's text."""
+    return await s.health(details=True)
 
 
 @public.get("/docs", response_class=HTMLResponse, include_in_schema=False)
-def docs(request: Request) -> str:
+async def docs(request: Request) -> str:
     return api_reference(request.app.openapi())
 
 
@@ -154,5 +186,5 @@ PAGE = (resources.files("castinspect") / "station" / "web" / "index.html").read_
 
 
 @public.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index() -> str:
+async def index() -> str:
     return PAGE

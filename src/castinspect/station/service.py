@@ -1,24 +1,102 @@
 """The station's work behind the routes: judge an upload, commit it, answer; the model, stats
-and health. One Predictor and one InspectionLog, both owned by whoever started the station."""
+and health. One Predictor and one InspectionLog, both owned by whoever started the station.
+
+Decoding and judging run on a few threads of their own (``Slots``: each decode holds a bounded
+amount of memory, so the station's memory is bounded by their number); the wait for a commit and
+the health check hold no thread at all, so a database that hangs costs requests a bounded wait
+and never stops the health check, the metrics or the page from answering.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO, Any, Callable
 
+import anyio
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
 from castinspect.core.io import sniff_format
+from castinspect.core.parallel import default_workers
 from castinspect.core.records import Inspection
 from castinspect.inference.annotate import png_base64
 from castinspect.inference.explain import overlay
 from castinspect.inference.predict import Predictor
+from castinspect.station.database import SCHEMA_VERSION
 from castinspect.station.drift import DriftMonitor
-from castinspect.station.log import InspectionLog
+from castinspect.station.log import (
+    PROBE_TIMEOUT,
+    InspectionLog,
+    LogUnavailable,
+    image_key,
+    not_answering,
+)
 from castinspect.station.metrics import StationMetrics
 from castinspect.station.upload import STATUS_FOR_CODE
+
+QUEUE_DEPTH = 64  # requests that may wait for a decode slot
+QUEUE_WAIT = 2.0  # seconds one may wait before it is told to come back (503, Retry-After)
+PUBLIC_FIELDS = ("id", "source", "label", "score", "p_defect", "decision", "threshold", "reasons",
+                 "familiarity", "familiar", "model", "time")
+
+
+class Slots:
+    """At most ``slots`` photos decoded and judged at once, on threads of their own; up to
+    ``depth`` more requests wait, each at most ``wait`` seconds; beyond that, 503 with
+    Retry-After, so a burst queues and a flood is told to come back instead of filling memory."""
+
+    def __init__(self, slots: int | None = None, depth: int = QUEUE_DEPTH, wait: float = QUEUE_WAIT) -> None:
+        self.size = slots or default_workers()
+        self.depth, self.wait = depth, wait
+        self.waiting = 0
+        self._slots = anyio.CapacityLimiter(self.size)
+        self._threads = anyio.CapacityLimiter(self.size)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.waiting >= self.depth:
+            raise busy(f"{self.waiting} requests already wait for the {self.size} decode slots")
+        self.waiting += 1
+        try:
+            with anyio.fail_after(self.wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise busy(f"no decode slot came free within {self.wait:g} s") from None
+        finally:
+            self.waiting -= 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+        finally:
+            self._slots.release()
+
+    def state(self) -> dict:
+        return {"slots": self.size, "busy": self.size - int(self._slots.available_tokens), "waiting": self.waiting,
+                "queue_depth": self.depth, "queue_wait_s": self.wait}
+
+
+def busy(why: str) -> HTTPException:
+    return HTTPException(503, f"station busy, nothing recorded: {why}; retry shortly", headers={"Retry-After": "1"})
+
+
+class Unrecorded(Exception):
+    """A write the log could not confirm, as the client hears it (503): whether the record may be
+    in the log after all, and then the id to look it up by (a retry with the same idempotency key
+    returns it)."""
+
+    def __init__(self, exc: LogUnavailable, key: str | None = None) -> None:
+        super().__init__(str(exc))
+        detail = str(exc)
+        if exc.recorded is None:
+            detail += (f"; look it up at /v1/inspections/{exc.ids[0]}" if len(exc.ids) == 1 else "") + (
+                ", or retry with the same Idempotency-Key" if key else
+                " (send an Idempotency-Key header so that a retry cannot record the part twice)")
+        self.body: dict = {"detail": detail, "recorded": exc.recorded}
+        if len(exc.ids) == 1:
+            self.body["id"] = exc.ids[0]
+        elif exc.ids:
+            self.body["ids"] = exc.ids
 
 
 @dataclass
@@ -28,13 +106,16 @@ class Station:
     metrics: StationMetrics
     store_images: bool = False
     drift: DriftMonitor = field(default_factory=DriftMonitor)
+    slots: Slots = field(default_factory=Slots)
     _drift_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resume_drift(self) -> None:
-        """Feed the monitor this model's records already in the log (oldest first), so that a
-        restart neither forgets the line's baseline nor its last window."""
+        """Give the monitor this model's first and last records in the log, so that a restart
+        neither forgets the line's baseline nor its last window (and reads no more than those)."""
+        first, last, total = self.log.ends(self.predictor.model_id, self.drift.settings.baseline,
+                                           self.drift.settings.window)
         with self._drift_lock:
-            self.drift.extend(r for r in self.log.iter_rows() if r["model"] == self.predictor.model_id)
+            self.drift.resume(first, last, total)
 
     def observed(self, inspections: list[Inspection]) -> None:
         with self._drift_lock:
@@ -46,54 +127,93 @@ class Station:
         self.metrics.drift(state)
         return state
 
-    def commit(self, write) -> None:
-        """Run a log write; if the log cannot take it, the client hears so (503) rather than
-        getting an answer the log does not hold."""
-        try:
-            write()
-        except Exception as exc:  # noqa: BLE001 - any database error
-            raise HTTPException(503, f"inspection log unavailable, nothing recorded: {exc}") from None
+    # -- judging -----------------------------------------------------------------------------
 
-    def inspect(self, data: bytes, name: str, heatmap: bool) -> dict:
-        """Decode, judge (and explain), commit to the log; the response body. Bad photos: 4xx."""
+    async def inspect(self, upload: bytes | IO[bytes], name: str, heatmap: bool, key: str | None = None) -> dict:
+        """Read (an upload's file is read in the decode slot, so a queued request holds no photo
+        in memory), decode, judge (and explain), commit to the log; the response body. Bad
+        photos: 4xx. With an idempotency ``key`` already recorded, the first answer
+        (``replayed``)."""
         if heatmap and self.predictor.checkpoint is None:
             raise HTTPException(400, "heatmaps need the model's checkpoint; this server runs an exported "
                                      ".onnx model (ask without heatmap=1)")
         t0 = time.perf_counter()
-        insp = self.predictor.predict_one(data, name, heatmap=heatmap)
+        insp, png, sha, image = await self.slots.run(self._judge_one, upload, name, heatmap)
         if not insp.judged:
             self.metrics.refused()
             raise HTTPException(STATUS_FOR_CODE.get(insp.error_code, 422), f"{name}: {insp.error}")
         seconds = time.perf_counter() - t0
-        image = (data, sniff_format(data)) if self.store_images else None
-        self.commit(lambda: self.log.record([insp], [seconds * 1000], [image]))  # committed before we answer
+        duplicates = await self.commit([insp], [seconds * 1000], [image], [key], [sha])  # before we answer
+        if duplicates:
+            return await self.replay(key, sha)
         self.metrics.judged(insp, seconds)
         self.observed([insp])
         body = public(insp, seconds * 1000)
-        if insp.heatmap is not None:
-            body["heatmap_png"] = png_base64(overlay(insp.photo, insp.heatmap))
+        if png is not None:
+            body["heatmap_png"] = png
         return body
 
-    def inspect_batch(self, names: list[str], datas: list[bytes]) -> dict:
+    def _judge_one(self, upload: bytes | IO[bytes], name: str, heatmap: bool) -> tuple:
+        data = upload if isinstance(upload, bytes) else upload.read()
+        insp = self.predictor.predict_one(data, name, heatmap=heatmap)
+        png = png_base64(overlay(insp.photo, insp.heatmap)) if insp.heatmap is not None else None
+        insp.photo = insp.heatmap = None  # the answer carries the overlay; the arrays go now
+        image = (data, sniff_format(data)) if self.store_images and insp.judged else None
+        return insp, png, image_key(data), image
+
+    async def inspect_batch(self, names: list[str], uploads: list[bytes | IO[bytes]], key: str | None = None) -> dict:
         """Judge several photos; the readable ones are committed in one transaction before the
-        answer, each unreadable one gets an ``error`` entry."""
+        answer, each unreadable one gets an ``error`` entry. With ``key``, photo i is recorded
+        under ``key#i``: a retry of the batch returns the first answers."""
         t0 = time.perf_counter()
-        inspections = list(self.predictor.predict(datas, names))
-        seconds = (time.perf_counter() - t0) / max(1, len(datas))
-        good = [i for i in inspections if i.judged]
-        images = [(d, sniff_format(d)) if self.store_images else None
-                  for d, i in zip(datas, inspections) if i.judged]
-        self.commit(lambda: self.log.record(good, [seconds * 1000] * len(good), images))
-        self.observed(good)
+        inspections, shas, images = await self.slots.run(self._judge_batch, names, uploads)
+        seconds = (time.perf_counter() - t0) / max(1, len(uploads))
+        good = [i for i, insp in enumerate(inspections) if insp.judged]
+        duplicates = await self.commit([inspections[i] for i in good], [seconds * 1000] * len(good),
+                                       [images[i] for i in good], [f"{key}#{i}" if key else None for i in good],
+                                       [shas[i] for i in good])
         items = []
-        for insp in inspections:
-            if insp.judged:
-                self.metrics.judged(insp, seconds)
-                items.append(public(insp, seconds * 1000))
-            else:
+        for i, insp in enumerate(inspections):
+            if not insp.judged:
                 self.metrics.refused()
                 items.append({"source": insp.source, "error": insp.error})
+            elif insp.id in duplicates:
+                items.append(await self.replay(f"{key}#{i}", shas[i]))
+            else:
+                self.metrics.judged(insp, seconds)
+                self.observed([insp])
+                items.append(public(insp, seconds * 1000))
         return {"items": items, "judged": len(good), "errors": len(inspections) - len(good)}
+
+    def _judge_batch(self, names: list[str], uploads: list[bytes | IO[bytes]]) -> tuple[list, list, list]:
+        datas = [u if isinstance(u, bytes) else u.read() for u in uploads]
+        # One slot, one decoder thread: a batch holds as much decode memory as one photo does.
+        inspections = list(self.predictor.predict(datas, names, workers=1))
+        images = [(d, sniff_format(d)) if self.store_images else None for d in datas]
+        return inspections, [image_key(d) for d in datas], images
+
+    async def commit(self, inspections: list[Inspection], latency_ms: list[float], images: list,
+                     keys: list[str | None], hashes: list[str]) -> set[str]:
+        """Commit to the log, waiting at most its ``commit_timeout``; if the log cannot take it,
+        the client hears so (503, saying whether the record may be in after all) rather than
+        getting an answer the log does not hold."""
+        try:
+            return await self.log.record_async(inspections, latency_ms, images, keys, hashes)
+        except LogUnavailable as exc:
+            raise Unrecorded(exc, next((k for k in keys if k), None)) from None
+
+    async def replay(self, key: str | None, sha: str) -> dict:
+        """The answer first given for ``key``: the same record, not a second one."""
+        row = await anyio.to_thread.run_sync(self.log.find_key, key)
+        if row is None:  # cannot happen: the key was taken in the log a moment ago
+            raise HTTPException(409, f"idempotency key {key!r} is being recorded; retry")
+        if row["image_sha256"] and row["image_sha256"] != sha:
+            raise HTTPException(422, f"Idempotency-Key {key!r} was used for another photo "
+                                     f"(recorded as {row['id']}); use a new key for a new part")
+        return {**{k: row[k] for k in PUBLIC_FIELDS}, "latency_ms": row["latency_ms"],
+                **({"scores": row["scores"]} if row["scores"] is not None else {}), "replayed": True}
+
+    # -- the rest ----------------------------------------------------------------------------
 
     def stats(self) -> dict:
         own = self.metrics.decisions()
@@ -110,30 +230,29 @@ class Station:
                 "task": "ok / defective" if ok_class else "defect types", "threshold": p.threshold,
                 "input_size": p.input_size, "backend": p.backend.name, "heatmaps": p.checkpoint is not None}
 
-    def health(self, details: bool = False) -> JSONResponse:
-        """200 when the model is loaded, the log answers and its last write did not fail; 503
-        when either fails. Public (``/healthz``) it names no database and no error text; with
-        ``details`` (``/v1/health``, behind the token) it adds the log, the writer's state and
-        the error."""
-        writer = self.log.writer_state()
-        body: dict = {"status": "ok", "model": self.predictor.model_id}
-        if details:
-            body.update(log=self.log.target.describe(), writer=writer)
+    async def health(self, details: bool = False) -> JSONResponse:
+        """200 when the model is loaded, the log answers within ``PROBE_TIMEOUT`` and its writes
+        neither fail nor hang; 503 otherwise. Public (``/healthz``) it names no database and no
+        error text; with ``details`` (``/v1/health``, behind the token) it adds the log, the
+        writer's state, the decode slots and the problem's detail."""
         try:
-            body["schema_version"] = self.log.schema_version()
-        except Exception as exc:  # noqa: BLE001 - any database error
-            return JSONResponse({**body, "status": "log unavailable", **({"detail": str(exc)} if details else {})}, 503)
-        if writer["failing"]:  # reads may answer while writes fail (a full disk, a read-only file)
-            return JSONResponse({**body, "status": "log writes failing", "since": writer["error_since"]}, 503)
-        return JSONResponse(body)
+            problem = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self.log.probe())), PROBE_TIMEOUT)
+        except TimeoutError:
+            problem = not_answering(PROBE_TIMEOUT)
+        problem = problem or self.log.writer.problem()
+        body: dict = {"status": "ok" if problem is None else problem[0], "model": self.predictor.model_id,
+                      "schema_version": SCHEMA_VERSION}
+        if details:
+            body.update(log=self.log.target.describe(), writer=self.log.writer.state(), decoding=self.slots.state())
+            if problem:
+                body["detail"] = problem[1]
+        return JSONResponse(body, 200 if problem is None else 503)
 
 
 def public(insp: Inspection, latency_ms: float) -> dict:
     """An Inspection as the API answers it."""
-    body = {"id": insp.id, "source": insp.source, "label": insp.label, "score": insp.score,
-            "p_defect": insp.p_defect, "decision": insp.decision, "threshold": insp.threshold,
-            "reasons": insp.reasons, "familiarity": insp.familiarity, "familiar": insp.familiar,
-            "model": insp.model, "latency_ms": round(latency_ms, 3), "time": insp.time}
+    body = {k: getattr(insp, k) for k in PUBLIC_FIELDS}
+    body["latency_ms"] = round(latency_ms, 3)
     if insp.scores is not None:
         body["scores"] = insp.scores
     return body

@@ -3,6 +3,7 @@ and which HTTP status each kind of unreadable photo gets."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import PurePath
 from typing import Callable
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 MAX_BATCH_FILES = 64
+BODY_TIMEOUT = 30.0  # seconds a request's body may take to arrive
 
 # ImageError.code -> HTTP status: the request was understood but its photo cannot be judged.
 STATUS_FOR_CODE = {"empty": 400, "too_large": 413, "not_image": 415, "unsupported": 415,
@@ -21,11 +23,13 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "ti
 
 class UploadLimit:
     """ASGI middleware: refuses a body larger than ``limit`` bytes with 413 — at once when the
-    Content-Length says so, else as soon as the streamed body passes it — and reports every
-    response's route and status to ``on_response`` (for /metrics)."""
+    Content-Length says so, else as soon as the streamed body passes it — or slower to arrive than
+    ``body_timeout`` seconds (408: a client trickling its upload holds a connection for ever
+    otherwise), and reports every response's route and status to ``on_response`` (/metrics)."""
 
-    def __init__(self, app, limit: int, on_response: Callable[[str, int], None]) -> None:
-        self.app, self.limit, self.on_response = app, limit, on_response
+    def __init__(self, app, limit: int, on_response: Callable[[str, int], None],
+                 body_timeout: float = BODY_TIMEOUT) -> None:
+        self.app, self.limit, self.on_response, self.body_timeout = app, limit, on_response, body_timeout
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -41,12 +45,19 @@ class UploadLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await self._too_large()(scope, receive, counting_send)
         else:
-            seen = 0
+            seen, complete = 0, False
+            deadline = asyncio.get_running_loop().time() + self.body_timeout
 
             async def limited_receive():
-                nonlocal seen
-                message = await receive()
+                nonlocal seen, complete
+                if complete:  # after the body, receive only waits for a disconnect: no limit
+                    return await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+                except TimeoutError:
+                    raise HTTPException(408, f"request body not received within {self.body_timeout:g} s") from None
                 seen += len(message.get("body", b""))
+                complete = message["type"] != "http.request" or not message.get("more_body", False)
                 if seen > self.limit:
                     raise HTTPException(413, f"upload larger than {self.limit} bytes")
                 return message
