@@ -48,7 +48,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "familiarity-methods-neu-det": "Familiarity: nearest neighbour against Mahalanobis (NEU-DET)",
           "neu-det-familiarity": "NEU-DET with the default train, familiarity measured",
           "drift-stream": "Drift alarms on a simulated line",
-          "stats-scale": "The station's stats on a big log"}
+          "stats-scale": "The station's stats on a big log",
+          "watch-backlog": "The folder watcher on a backlog"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -86,6 +87,11 @@ def render(name: str, path: Path, data: dict) -> str:
         body = drift_streams(data)
     elif "sizes" in data:
         body = stats_scale(data)
+    elif "watch_seconds" in data:
+        body = table(["photos", "predict", "watch (judged, committed, moved)", "watch / predict", "target"],
+                     [[data["photos"], f"{data['predict_photos_per_s']:.0f} photos/s ({data['predict_seconds']} s)",
+                       f"{data['watch_photos_per_s']:.0f} photos/s ({data['watch_seconds']} s; {data['recorded']} "
+                       f"records, {data['left_in_folder']} left)", f"{data['ratio']:.2f}", f"≥ {data['target_ratio']}"]])
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The system packages the tests use for real: PostgreSQL (the shared inspection log), Chromium and
-# ChromeDriver (the operator page). From Debian's packages; nothing is installed when present.
+# ChromeDriver (the operator page), Mosquitto (the MQTT broker the line listens on). From Debian's packages; nothing is installed when present.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -46,6 +46,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(condition, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)
+
+
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,6 +125,55 @@ class PostgresServer:
     def stop(self) -> None:
         self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MosquittoServer:
+    """A Mosquitto broker on a free loopback port, its sessions persisted in a temporary folder
+    (so that a subscriber's queued messages survive ``restart``)."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        if not self.binary:
+            unavailable("mosquitto not found (Debian package mosquitto)")
+        try:
+            import paho.mqtt.client  # noqa: F401
+        except ImportError:
+            unavailable("paho-mqtt not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="castinspect-mqtt-"))
+        self.port = free_port()
+        (self.dir / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self.dir}/\nautosave_interval 1\n")
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "mosquitto", "mosquitto") if _user("mosquitto") else None
+        self.proc = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: the sessions are saved
+            self.proc.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def chromium_driver():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +24,7 @@ from castinspect.cli.app import (
 )
 from castinspect.cli.render import write_records
 
+MqttOpt = Annotated[Optional[str], typer.Option(metavar="URL", help="Publish every judgement to this MQTT broker (mqtt://host:1883), through an outbox in the log: nothing is lost while it is down.")]
 DbOpt = Annotated[str, typer.Option(metavar="URL", help="Inspection log: a file path, sqlite:///FILE or postgresql://user@host:port/name.")]
 WindowOpt = Annotated[int, typer.Option("--drift-window", metavar="N", help="Drift monitor: judgements in its rolling window.")]
 BaselineOpt = Annotated[int, typer.Option("--drift-baseline", metavar="N", help="Drift monitor: the first N judgements, what p(defect) and the reject rate are held against.")]
@@ -48,6 +50,7 @@ def serve(
     queue_wait: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for a decode slot (64 may wait) before it is told 503 with Retry-After.")] = 2.0,
     commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for its record's commit (and a read for the log) before it is told 503.")] = 10.0,
     max_pixels: Annotated[Optional[int], typer.Option(metavar="N", help="Largest photo in pixels (width x height), refused unread above (default 50,000,000).")] = None,
+    mqtt: MqttOpt = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
     before its answer is sent.
@@ -74,11 +77,90 @@ def serve(
         log = InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
     say(f"castinspect serving model {predictor.model_id} on http://{host}:{port}/  "
         f"(log: {log.target.describe()}, schema v{log.schema_version()})")
+    publisher = open_publisher(mqtt, log, station, predictor.model_id)
     try:
         run_server(predictor, log, host=host, port=port, token=token, store_images=store_images, drift=drift,
-                   limits=limits)
+                   limits=limits, publisher=publisher)
     finally:
+        if publisher is not None:
+            publisher.close()
         log.close()
+
+
+def open_publisher(url: str | None, log, station: str | None, model_id: str):
+    """The MQTT publisher for ``--mqtt``, or None."""
+    if not url:
+        return None
+    from castinspect.station.mqtt import Publisher
+
+    with user_errors(ValueError, ImportError):
+        return Publisher(url, log, station or "station", model_id)
+
+
+class WatchAction(str, Enum):
+    move = "move"
+    copy = "copy"
+    sidecar = "sidecar"
+
+
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="The folder the camera writes its photos into.")],
+    model: ModelOpt = None,
+    db: DbOpt = "castinspect.db",
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where ok/, defective/, review/ and failed/ go (default: inside FOLDER).")] = None,
+    action: Annotated[WatchAction, typer.Option(help="move the photos into those folders, copy them, or leave them with a JSON sidecar.")] = WatchAction.move,
+    settle: Annotated[float, typer.Option(metavar="SECONDS", help="A photo its writer did not announce closing (found at start-up, renamed in, on a network share) is taken once its size and time held still this long.")] = 0.5,
+    poll: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Scan every so many seconds instead of listening for the writer (network shares, where no notifications arrive).")] = None,
+    once: Annotated[bool, typer.Option(help="Judge the photos there now, then stop.")] = False,
+    threshold: ThresholdOpt = None,
+    review_band: ReviewOpt = None,
+    on_unfamiliar: UnfamiliarOpt = "review",
+    backend: BackendOpt = Backend.auto,
+    station: Annotated[Optional[str], typer.Option(metavar="NAME", help="This station's name, written with each record.")] = None,
+    commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long to wait for a commit before leaving the photos for the next try.")] = 10.0,
+    mqtt: MqttOpt = None,
+) -> None:
+    """Judge every photo a camera writes into FOLDER, exactly once (also those written while it
+    was down, and across a crash), into the same log as serve; each photo then goes into ok/,
+    defective/, review/ or failed/. Stops cleanly on Ctrl-C or SIGTERM.
+
+    Example: castinspect watch /srv/camera1 --db sqlite:///line1.db
+    """
+    import signal
+    import threading
+
+    from castinspect.cli.render import shown
+    from castinspect.inference.predict import Predictor
+    from castinspect.station.log import InspectionLog
+    from castinspect.station.watch import Watcher, WatchSettings
+
+    with user_errors(OSError):
+        settings = WatchSettings(out=out, action=action.value, settle=settle, poll=poll)
+        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
+                                   on_unfamiliar=on_unfamiliar)
+    with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
+        log = InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
+
+    def placed(name: str, where: str, about: dict) -> None:
+        detail = about.get("error") or (f"p(defect) {about['p_defect']:.3f}" if about.get("p_defect") is not None
+                                        else about.get("label", ""))
+        reasons = ", ".join(about.get("reasons") or [])
+        print(f"{where:<9} {shown(name)}  {detail}{'  ' + reasons if reasons else ''}", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    publisher = open_publisher(mqtt, log, station, predictor.model_id)
+    with log, user_errors(OSError):
+        watcher = Watcher(predictor, log, folder, settings, on_placed=placed)
+        say(f"castinspect watching {folder} with model {predictor.model_id} (log: {log.target.describe()})")
+        try:
+            counts = watcher.run(stop, once=once)
+        finally:
+            if publisher is not None:
+                publisher.close()
+    say("judged: " + ", ".join(f"{n} {f}" for f, n in counts.items()))
 
 
 log_app = typer.Typer(no_args_is_help=True, help="The inspection log written by castinspect serve.")

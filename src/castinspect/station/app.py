@@ -60,17 +60,18 @@ class Limits:
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
                max_upload: int | None = None, store_images: bool = False,
                drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None,
-               limits: Limits | None = None) -> FastAPI:
+               limits: Limits | None = None, publisher=None) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
     without an OK class is served too: every part is defective, its record names the type.
     ``drift``: the drift monitor's window and baseline (``station.drift``). ``trusted_hosts``
     (for a station without a token): the Host names it answers to, refusing cross-site writes
     (``upload.SameOrigin``); ``serve`` passes the bound host and loopback's names. ``limits``:
-    ``Limits`` (``max_upload``, when given, overrides its upload limit)."""
+    ``Limits`` (``max_upload``, when given, overrides its upload limit). ``publisher``: the MQTT
+    publisher (``station.mqtt``), told of drift changes."""
     limits = limits or Limits()
     max_upload = max_upload or limits.max_upload
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift),
-                      Slots(limits.decode_slots, limits.queue_depth, limits.queue_wait))
+                      Slots(limits.decode_slots, limits.queue_depth, limits.queue_wait), publisher)
     station.resume_drift()
     check_token(token)
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
@@ -132,10 +133,10 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, limi
 
 def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, store_images: bool = False, drift: DriftSettings | None = None,
-          limits: Limits | None = None) -> None:
+          limits: Limits | None = None, publisher=None) -> None:
     import uvicorn
 
     check_binding(host, token)
     app = create_app(predictor, log, token=token, store_images=store_images, drift=drift,
-                     trusted_hosts={host, *LOOPBACK}, limits=limits)
+                     trusted_hosts={host, *LOOPBACK}, limits=limits, publisher=publisher)
     uvicorn.Server(uvicorn_config(app, host, port, limits)).run()

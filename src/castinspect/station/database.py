@@ -121,6 +121,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FROM inspections GROUP BY model, decision, label",
         "ALTER TABLE schema_version ADD COLUMN log_id TEXT",
     ),
+    # 6: messages for the line (MQTT), written with their records, sent in order, then deleted
+    (
+        """CREATE TABLE outbox (
+            seq {serial},
+            station TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created TEXT NOT NULL
+        )""",
+        "CREATE INDEX outbox_station ON outbox (station, seq)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 IDENTITY_SINCE = 5  # the schema version that gave a log its identity

@@ -22,11 +22,10 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection, utc_now
@@ -40,7 +39,7 @@ from castinspect.station.database import (
     migrate,
     parse_url,
 )
-from castinspect.station.writer import LogUnavailable, Pending, Writer
+from castinspect.station.writer import LogUnavailable, Pending, Writer, write_probe
 
 DEFAULT_DB = "castinspect.db"
 COMMIT_TIMEOUT = 10.0  # seconds a request waits for its commit (or a read for the log) before 503
@@ -126,6 +125,17 @@ class InspectionLog:
                          None if insp.familiar is None else int(insp.familiar), key))
         return self.writer.submit(rows, blobs)
 
+    def enable_outbox(self, station: str, build: Callable[[dict], tuple[str, str]],
+                      after_commit: Callable[[], None] | None = None) -> None:
+        """From now on every new record also leaves a message in the outbox, in the same
+        transaction: ``build(record)`` gives its (topic, payload); ``after_commit`` is told when
+        a commit is in (``station.mqtt`` sends the outbox)."""
+        def add(db: Database, rows: list[tuple]) -> None:
+            now = utc_now()
+            db.executemany("INSERT INTO outbox (station, topic, payload, created) VALUES (?, ?, ?, ?)",
+                           [(station, *build(_row_dict(r)), now) for r in rows])
+        self.writer.on_new, self.writer.after_commit = add, after_commit
+
     # -- health ------------------------------------------------------------------------------
 
     def probe(self) -> Future:
@@ -170,7 +180,7 @@ class InspectionLog:
                 # through now (the disk has room again, the file is back)? Then health recovers on
                 # an idle line too.
                 try:
-                    _write_probe(self._probe_db)
+                    write_probe(self._probe_db)
                 except Exception as exc:  # noqa: BLE001 - the database answers, but refuses writes
                     return "log writes failing", f"{type(exc).__name__}: {exc}"
                 if self.writer.write_error is failed:
@@ -371,24 +381,6 @@ class InspectionLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _RollBack(Exception):
-    pass
-
-
-def _write_probe(db: Database) -> None:
-    """A write that changes nothing: a committed no-op update (the file takes a write), and an
-    inspection row inserted and rolled back (the table takes one). Raises if either fails."""
-    with db.transaction():
-        db.execute("UPDATE schema_version SET version = version")
-    try:
-        with db.transaction():
-            db.execute("INSERT INTO inspections (id, time, source, model) VALUES (?, ?, '', '')",
-                       (f"health-probe-{uuid.uuid4().hex}", utc_now()))
-            raise _RollBack
-    except _RollBack:
-        pass
 
 
 def _row_dict(row: tuple) -> dict:

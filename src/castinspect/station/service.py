@@ -107,6 +107,7 @@ class Station:
     store_images: bool = False
     drift: DriftMonitor = field(default_factory=DriftMonitor)
     slots: Slots = field(default_factory=Slots)
+    publisher: Any = None  # station.mqtt.Publisher: told of drift changes
     _drift_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resume_drift(self) -> None:
@@ -119,7 +120,11 @@ class Station:
 
     def observed(self, inspections: list[Inspection]) -> None:
         with self._drift_lock:
+            before = self.drift.seen
             self.drift.extend(inspections)
+            changed = self.publisher is not None and self.drift.seen // 10 != before // 10
+        if changed:  # every tenth judgement: the line hears when the drift state changes
+            self.publisher.drift(self.drift_state())
 
     def drift_state(self) -> dict:
         with self._drift_lock:
