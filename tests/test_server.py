@@ -228,6 +228,17 @@ def test_log_export_cli(client, tmp_path, log):
     assert [json.loads(l)["id"] for l in r.stdout.splitlines() if l.startswith("{")] == ids
     r = CliRunner().invoke(app, ["log", "export", "--db", str(tmp_path / "nope.db")])
     assert r.exit_code == 2 and "no such inspection log" in r.output
+    decisions = {i: client.get(f"/v1/inspections/{i}").json()["decision"] for i in ids}
+    r = CliRunner().invoke(app, ["log", "export", "--db", db, "--format", "jsonl", "--decision", decisions[ids[0]]])
+    assert {json.loads(l)["id"] for l in r.stdout.splitlines() if l.startswith("{")} == \
+        {i for i in ids if decisions[i] == decisions[ids[0]]}
+    first = client.get(f"/v1/inspections/{ids[1]}").json()["time"]
+    r = CliRunner().invoke(app, ["log", "export", "--db", db, "--format", "jsonl", "--since", first])
+    assert [json.loads(l)["id"] for l in r.stdout.splitlines() if l.startswith("{")] == [ids[1]]
+    r = CliRunner().invoke(app, ["log", "export", "--db", db, "--format", "jsonl", "--until", first,
+                                 "--station", "nowhere"])
+    assert not [l for l in r.stdout.splitlines() if l.startswith("{")]
+    assert CliRunner().invoke(app, ["log", "export", "--db", db, "--decision", "maybe"]).exit_code == 2
 
 
 def test_a_postgresql_outage_is_a_503_and_the_service_recovers(predictor):

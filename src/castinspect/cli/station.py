@@ -173,8 +173,12 @@ def log_export(
     fmt: Annotated[Optional[RecordFormat], typer.Option("--format", help="How the records are written (default csv).")] = None,
     as_csv: Annotated[Optional[bool], typer.Option("--csv/--jsonl", help="Older spellings of --format csv and --format jsonl.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "--out", help="Write to this file (default: stdout; --out: the older spelling).")] = None,
+    since: Annotated[Optional[str], typer.Option(metavar="TIME", help="Only inspections from this UTC time on (ISO 8601, e.g. 2026-12-01 or 2026-12-01T06:00).")] = None,
+    until: Annotated[Optional[str], typer.Option(metavar="TIME", help="Only inspections before this UTC time.")] = None,
+    station: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only this station's inspections.")] = None,
+    decision: Annotated[Optional[str], typer.Option(metavar="DECISION", help="Only ok, defective or review.")] = None,
 ) -> None:
-    """Every inspection in the log, oldest first.
+    """Every inspection in the log (or those of a time span, a station, a decision), oldest first.
 
     Example: castinspect log export --db sqlite:///line1.db --format csv --file inspections.csv
     """
@@ -184,11 +188,14 @@ def log_export(
     chosen = fmt.value if fmt else ("jsonl" if as_csv is False else "csv")
     with user_errors():
         log = InspectionLog.open(db, create=False)
+    if decision is not None and decision not in ("ok", "defective", "review"):
+        raise typer.BadParameter("ok, defective or review", param_hint="--decision")
+    where = {"since": since, "until": until, "station": station, "decision": decision}
     with log, (open(file, "w", newline="") if file else contextlib.nullcontext(sys.stdout)) as fh:
         if chosen == "table":
-            n = sum(1 for _ in write_records(log.iter_rows(), "table", lambda row: row, list(COLUMNS)))
+            n = sum(1 for _ in write_records(log.iter_rows(**where), "table", lambda row: row, list(COLUMNS)))
         else:
-            n = log.export(fh, chosen)
+            n = log.export(fh, chosen, **where)
     say(f"{n} inspections exported")
 
 

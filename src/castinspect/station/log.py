@@ -337,22 +337,28 @@ class InspectionLog:
         total = self._query("SELECT COALESCE(SUM(n), 0) FROM inspection_totals WHERE model = ?", [model])[0][0]
         return [_row_dict(r[1:]) for r in head], [_row_dict(r[1:]) for r in reversed(tail)], int(total)
 
-    def iter_rows(self, batch: int = 1000) -> Iterator[dict]:
-        """Every inspection, oldest first, a page at a time (bounded memory for a big log)."""
+    def iter_rows(self, batch: int = 1000, since: str | None = None, until: str | None = None,
+                  station: str | None = None, decision: str | None = None) -> Iterator[dict]:
+        """The inspections, oldest first, a page at a time (bounded memory for a big log); only
+        those from ``since`` and before ``until`` (ISO times, UTC; a date is its midnight), of
+        one ``station`` or one ``decision``, where given."""
+        given = [(c, v) for c, v in (("time >= ?", since), ("time < ?", until), ("station = ?", station),
+                                      ("decision = ?", decision)) if v is not None]
+        also, params = "".join(f" AND {c}" for c, _ in given), [v for _, v in given]
         last = 0
         while True:
-            rows = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE seq > ? "
-                               f"ORDER BY seq LIMIT ?", [last, batch])
+            rows = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE seq > ?{also} "
+                               f"ORDER BY seq LIMIT ?", [last, *params, batch])
             if not rows:
                 return
             for r in rows:
                 yield _row_dict(r[1:])
             last = rows[-1][0]
 
-    def export(self, out: IO[str], fmt: str = "csv") -> int:
-        """Write every inspection to ``out`` as CSV, a JSON array or JSON lines (oldest first);
-        returns the number of rows."""
-        return sum(1 for _ in write_records(self.iter_rows(), fmt, out, list(COLUMNS)))
+    def export(self, out: IO[str], fmt: str = "csv", **where: str | None) -> int:
+        """Write the inspections to ``out`` as CSV, a JSON array or JSON lines (oldest first),
+        filtered as ``iter_rows``; returns the number of rows."""
+        return sum(1 for _ in write_records(self.iter_rows(**where), fmt, out, list(COLUMNS)))
 
     def schema_version(self) -> int:
         return int(self._query("SELECT version FROM schema_version")[0][0])
