@@ -116,7 +116,7 @@ class InspectionLog:
         rows, blobs = [], []
         for insp, ms, image, key, sha in zip(inspections, latency_ms, images, keys, hashes, strict=True):
             if image is not None:
-                sha = image_key(image[0])
+                sha = sha or image_key(image[0])  # the station hashed the photo already
                 blobs.append((sha, image[1], image[0], insp.time))
             rows.append((insp.id, insp.time, insp.source, insp.label, insp.score, insp.p_defect,
                          insp.decision, insp.threshold, insp.model,

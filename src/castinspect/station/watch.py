@@ -75,12 +75,11 @@ class _Photo:
 
 class Watcher:
     """Judge the photos arriving in ``folder`` with one Predictor into one InspectionLog (both the
-    caller's). ``on_records`` hears every batch of new records once committed (for MQTT);
-    ``on_placed`` each photo's name, folder and record (or error) once placed."""
+    caller's). ``on_placed`` hears each photo's name, folder and record (with its error, for one
+    not judged) once placed; MQTT goes through the log's outbox (``station.mqtt``)."""
 
     def __init__(self, predictor: Predictor, log_: InspectionLog, folder: str | os.PathLike,
                  settings: WatchSettings | None = None,
-                 on_records: Callable[[list[Inspection]], None] | None = None,
                  on_placed: Callable[[str, str, dict], None] | None = None) -> None:
         self.predictor, self.log = predictor, log_
         self.folder = Path(folder)
@@ -88,7 +87,7 @@ class Watcher:
             raise FileNotFoundError(f"{self.folder}: no such folder to watch")
         self.settings = settings or WatchSettings()
         self.out = Path(self.settings.out or self.folder)
-        self.on_records, self.on_placed = on_records, on_placed
+        self.on_placed = on_placed
         self.counts = {f: 0 for f in FOLDERS}
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -218,9 +217,9 @@ class Watcher:
         recorded = self.log.find_keys([p.key for p in readable])
         for p in photos:
             if p.error is not None:
-                self._place(p, "failed", {"source": p.name, "error": p.error.reason, "error_code": p.error.code})
+                self._place(p, self.predictor.failed(p.name, p.error).to_dict())
             elif p.key in recorded:  # judged before the process stopped, not yet placed
-                self._place(p, _folder(recorded[p.key]), recorded[p.key])
+                self._place(p, recorded[p.key])
         todo = [p for p in readable if p.key not in recorded]
         judged = self.predictor.predict((p.data for p in todo), (p.name for p in todo), self.settings.batch)
         batch: list[tuple[_Photo, Inspection]] = []
@@ -253,21 +252,16 @@ class Watcher:
             return False
         firsts = self.log.find_keys([p.key for p, i in judged if i.id in taken]) if taken else {}
         for photo, insp in batch:
-            if not insp.judged:
-                self._place(photo, "failed", {"source": photo.name, "error": insp.error,
-                                              "error_code": insp.error_code})
-            elif insp.id in taken:  # another watcher on the same folder was first
-                self._place(photo, _folder(firsts[photo.key]), firsts[photo.key])
-            else:
-                self._place(photo, _folder(insp), _record(insp))
-        if self.on_records:
-            self.on_records([i for _, i in judged if i.id not in taken])
+            # another watcher on the same folder was first: placed by its record
+            self._place(photo, firsts[photo.key] if insp.id in taken else insp.to_dict())
         return True
 
     # -- placing -----------------------------------------------------------------------------
 
-    def _place(self, photo: _Photo, folder: str, about: dict) -> None:
-        """Move (copy, or leave with a sidecar) a photo into its decision's folder."""
+    def _place(self, photo: _Photo, about: dict) -> None:
+        """Move (copy, or leave with a sidecar) a photo into its record's decision's folder
+        (``failed/`` for one not judged); ``about`` is the record."""
+        folder = about["decision"] if about["decision"] in FOLDERS else "failed"
         src = self.folder / photo.name
         self.counts[folder] += 1
         self._forget(photo.name)
@@ -313,16 +307,6 @@ class Watcher:
         for path in self.folder.iterdir():
             if is_image_name(path) and path.with_name(path.name + ".json").is_file():
                 self._remember(path.name, path)
-
-
-def _folder(record: Inspection | dict) -> str:
-    decision = record.decision if isinstance(record, Inspection) else record["decision"]
-    return decision if decision in FOLDERS else "failed"
-
-
-def _record(insp: Inspection) -> dict:
-    return {k: getattr(insp, k) for k in ("id", "source", "label", "score", "p_defect", "decision", "threshold",
-                                          "reasons", "familiarity", "familiar", "model", "time")}
 
 
 def _write_json(path: Path, content: dict) -> None:
