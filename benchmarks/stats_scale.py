@@ -76,14 +76,14 @@ def measure(url: str, rows: int) -> dict:
     with InspectionLog.open(url) as log:
         seconds = fill(log, rows)
         if log.target.dialect == "sqlite":
-            log._query("ANALYZE")
+            log.query("ANALYZE")
         stats = log.stats()
         assert stats["all"]["total"] == rows, stats["all"]
         since = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat(timespec="milliseconds")
 
         def scan() -> None:  # what the stats did before issue 19, for comparison
-            log._query("SELECT decision, label, COUNT(*) FROM inspections GROUP BY decision, label")
-            log._query("SELECT decision, label, COUNT(*) FROM inspections WHERE time >= ? GROUP BY decision, label",
+            log.query("SELECT decision, label, COUNT(*) FROM inspections GROUP BY decision, label")
+            log.query("SELECT decision, label, COUNT(*) FROM inspections WHERE time >= ? GROUP BY decision, label",
                        [since])
         out = {"rows": rows, "fill_seconds": round(seconds, 1), "last_24h": stats["last_24h"]["total"],
                "stats": timed(log.stats, 50), "page": timed(lambda: log.page(15), 50),

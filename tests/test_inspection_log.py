@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from castinspect.core.records import Inspection
+from castinspect.station.counts import final_counts, model_counts
 from castinspect.station.database import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -69,10 +70,13 @@ def test_stats_windows(db_url):
                     make("ok", when=now - timedelta(minutes=1)),
                     make("review", when=now - timedelta(minutes=1))])
         s = log.stats(now)
-        assert s["last_hour"] == {"ok": 1, "defective": 1, "review": 1, "total": 3, "reject_rate": pytest.approx(1 / 3),
+        # the reject rate is of the decided parts: one awaiting review is neither rejected nor passed
+        assert s["last_hour"] == {"ok": 1, "defective": 1, "awaiting_review": 1, "total": 3, "decided": 2,
+                                  "reject_rate": pytest.approx(1 / 2),
+                                  "model": {"ok": 1, "defective": 1, "review": 1},
                                   "labels": {"def_front": 1, "ok_front": 2}}
         assert s["last_24h"]["total"] == 4 and s["all"]["total"] == 5
-        assert s["all"]["reject_rate"] == pytest.approx(2 / 5)
+        assert s["all"]["reject_rate"] == pytest.approx(2 / 4)
 
 
 def test_counters_match_the_rows(db_url):
@@ -94,9 +98,10 @@ def test_counters_match_the_rows(db_url):
         for since in (None, (now - timedelta(hours=1)).isoformat(timespec="milliseconds"),
                       (now - timedelta(days=1)).isoformat(timespec="milliseconds")):
             where, params = ("WHERE substr(time, 1, 16) >= ?", [since[:16]]) if since else ("", [])
-            expected = {d: n for d, n in log._query(f"SELECT decision, COUNT(*) FROM inspections {where} "
+            expected = {d: n for d, n in log.query(f"SELECT decision, COUNT(*) FROM inspections {where} "
                                                     f"GROUP BY decision", params)}
-            decisions, labels = log.counts(since)
+            decisions, labels = model_counts(log, since)
+            assert {d: n for d, n in final_counts(log, since).items() if n} == expected  # no dispositions yet
             assert {d: n for d, n in decisions.items() if n} == expected
         assert log.page()[1] == 7 and log.page(decision="defective")[1] == 3
         first, last, total = log.ends("m1", 2, 2)
@@ -171,7 +176,7 @@ def test_images_are_content_addressed(db_url):
         log.record([b], images=[(b"\xff\xd8\xffsame bytes", "jpeg")])
         sha = log.get(a.id)["image_sha256"]
         assert sha == log.get(b.id)["image_sha256"] and log.image(sha) == (b"\xff\xd8\xffsame bytes", "jpeg")
-        assert len(log._query("SELECT sha256 FROM images")) == 1
+        assert len(log.query("SELECT sha256 FROM images")) == 1
 
 
 def test_export_csv(db_url):
@@ -210,7 +215,7 @@ def test_migrates_an_old_log_and_keeps_its_rows(db_url):
                            threshold=None, model="types", scores={"scratch": 0.9, "blowhole": 0.1})
         log.record([typed])
         assert log.page()[1] == 3 and log.get(typed.id)["threshold"] is None
-        seqs = [r[0] for r in log._query("SELECT seq FROM inspections ORDER BY seq")]
+        seqs = [r[0] for r in log.query("SELECT seq FROM inspections ORDER BY seq")]
         assert seqs == sorted(set(seqs)) and len(seqs) == 3  # numbering carried on after the rebuild
 
 
@@ -227,7 +232,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_sqlite_log_is_in_wal_mode(tmp_path):
     with InspectionLog.open(tmp_path / "log.db") as log:
-        assert log._query("PRAGMA journal_mode")[0][0] == "wal"
+        assert log.query("PRAGMA journal_mode")[0][0] == "wal"
 
 
 def test_record_after_close_is_refused_not_hung(tmp_path):

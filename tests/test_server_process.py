@@ -55,4 +55,4 @@ def test_hard_kill_mid_load_keeps_every_acknowledged_record(tmp_path):
         server.terminate()
         server.wait(30)
     with InspectionLog.open(db) as log:
-        assert log._query("PRAGMA integrity_check")[0][0] == "ok"
+        assert log.query("PRAGMA integrity_check")[0][0] == "ok"

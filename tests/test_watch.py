@@ -178,3 +178,39 @@ def test_a_log_that_cannot_take_the_photos_leaves_them_for_the_next_try(predicto
         watcher.run(once=True)
         assert not list(folder.glob("*.jpeg"))
         assert len({r["source"] for r in log.iter_rows()}) == log.page()[1] == 4  # once each
+
+
+def test_the_watcher_follows_the_registry(tmp_path, model_path):
+    """Started without --model, the watcher judges with the registry's active model, and with
+    the next one promoted while it runs, without a restart."""
+    from castinspect.models.checkpoint import bundled_model_path
+    from castinspect.station import registry
+
+    folder, db = tmp_path / "camera", tmp_path / "log.db"
+    folder.mkdir()
+    with InspectionLog.open(db) as log:
+        first = registry.register(log, model_path, "lead")["id"]
+        second = registry.register(log, bundled_model_path(), "lead")["id"]
+        registry.promote(log, first, "lead")
+    sources = variants(tmp_path / "source", 40)
+    watcher = start(folder, db)
+    try:
+        shutil.copy(sources[0], folder / sources[0].name)
+        wait_for(lambda: placed(folder) and sum(len(v) for v in placed(folder).values()) == 1, 60)
+        with InspectionLog.open(db, create=False) as log:
+            registry.promote(log, second, "lead")
+            for p in sources[1:]:  # a photo a second until one is judged by the new model
+                shutil.copy(p, folder / p.name)
+                time.sleep(0.5)
+                if any(r["model"] == second for r in log.iter_rows()):
+                    break
+            rows = list(log.iter_rows())
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    models = [r["model"] for r in rows]
+    assert models[0] == first and models[-1] == second, models
+    assert models == sorted(models, key=lambda m: m == second)  # switched once, never back
+    assert f"now judging with model {second}" in err

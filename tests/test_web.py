@@ -108,3 +108,59 @@ def test_the_page_shows_the_drift_banner(tmp_path):
         driver.quit()
         server.stop()
         log.close()
+
+
+def test_a_borderline_part_is_settled_with_the_keyboard(tmp_path):
+    """The review queue end to end: a borderline photo uploaded, shown in the queue with its photo
+    and heatmap, confirmed defective with the D key; the counts move, the disposition is in the
+    log with who and when; the operator screen then shows the part as NG."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from castinspect.station.access import Tokens, add_token
+    from castinspect.station.review import history
+
+    file = tmp_path / "tokens.txt"
+    anna = add_token(file, "anna", "operator")
+    predictor = Predictor.load(review_band=(0.0, 0.5))  # an OK sample's p(defect) lies in the band
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        server = ThreadedServer(create_app(predictor, log, tokens=Tokens.of(file=file), store_images=True))
+        driver = chromium_driver()
+        try:
+            driver.get(server.url + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(lambda d: d.find_element(By.ID, "token-box").is_displayed())
+            driver.find_element(By.ID, "token").send_keys(anna)
+            driver.find_element(By.ID, "token-save").click()
+            wait.until(lambda d: "review band 0–0.5" in d.find_element(By.ID, "model").text)
+            assert driver.find_element(By.ID, "who").text == "anna (operator)"
+            photo = sorted((SAMPLES / "ok_front").iterdir())[0]
+            driver.find_element(By.ID, "file-input").send_keys(str(photo))
+            wait.until(lambda d: d.find_element(By.ID, "queue-source").text == photo.name)
+            for image in ("queue-photo", "queue-heatmap"):
+                element = driver.find_element(By.ID, image)
+                wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                      element) > 0)
+            wait.until(lambda d: d.find_element(By.ID, "count-review").text == "1")
+            assert driver.find_element(By.ID, "count-ng").text == "0"
+            driver.find_element(By.TAG_NAME, "body").send_keys("d")
+            wait.until(lambda d: d.find_element(By.ID, "count-ng").text == "1")
+            assert driver.find_element(By.ID, "count-review").text == "0"
+            assert driver.find_element(By.ID, "reject-rate").text == "100.0%"
+            assert "(none awaiting)" in driver.find_element(By.ID, "queue-count").text
+            (row,), _ = log.page()
+            (entry,) = history(log, row["id"])
+            assert (entry["who"], entry["decision"], entry["label"]) == ("anna", "defective", "def_front")
+            assert entry["time"] >= row["time"]
+
+            driver.find_element(By.ID, "operator-on").click()
+            tile = driver.find_element(By.ID, "op-tile")
+            wait.until(lambda d: tile.text.startswith("NG") and "defective" in tile.get_attribute("class"))
+            wait.until(lambda d: d.find_element(By.ID, "op-ng").text == "1")
+            assert photo.name in driver.find_element(By.ID, "op-detail").text
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+            wait.until(lambda d: not tile.is_displayed())
+        finally:
+            driver.quit()
+            server.stop()

@@ -51,40 +51,61 @@ def serve(
     commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for its record's commit (and a read for the log) before it is told 503.")] = 10.0,
     max_pixels: Annotated[Optional[int], typer.Option(metavar="N", help="Largest photo in pixels (width x height), refused unread above (default 50,000,000).")] = None,
     mqtt: MqttOpt = None,
+    tokens: Annotated[Optional[Path], typer.Option(metavar="FILE", envvar="CASTINSPECT_TOKENS", help="Named tokens with roles (castinspect token add): operators inspect and settle parts, engineers also promote models.")] = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
-    before its answer is sent.
+    before its answer is sent. Without --model it judges with the registry's active model (the
+    bundled one until a model is promoted) and switches when another is promoted.
 
     Example: castinspect serve --db sqlite:///line1.db   then open http://127.0.0.1:8000/
     """
     from castinspect.core.io import set_max_pixels
-    from castinspect.inference.predict import Predictor
+    from castinspect.station.access import Tokens
     from castinspect.station.app import Limits, check_binding
     from castinspect.station.app import serve as run_server
     from castinspect.station.drift import DriftSettings
-    from castinspect.station.log import InspectionLog
 
     with user_errors(OSError):
-        check_binding(host, token)
+        people = Tokens.of(token, tokens)
+        check_binding(host, token, people)
         if max_pixels is not None:
             set_max_pixels(max_pixels)
         limits = Limits(max_upload=int(max_upload_mb * 1024 * 1024), decode_slots=decode_slots, queue_wait=queue_wait)
         drift = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
-                                   on_unfamiliar=on_unfamiliar)
-    # a database that cannot be reached: say which and why, no traceback
-    with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
-        log = InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
+    log = open_log(db, station, commit_timeout)
+    settings = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar)
+    predictor = station_model(model, log, settings)
     say(f"castinspect serving model {predictor.model_id} on http://{host}:{port}/  "
         f"(log: {log.target.describe()}, schema v{log.schema_version()})")
     publisher = open_publisher(mqtt, log, station, predictor.model_id)
     try:
         run_server(predictor, log, host=host, port=port, token=token, store_images=store_images, drift=drift,
-                   limits=limits, publisher=publisher)
+                   limits=limits, publisher=publisher, tokens=people, follow=settings if model is None else None)
     finally:
         if publisher is not None:
             publisher.close()
         log.close()
+
+
+def open_log(db: str, station: str | None, commit_timeout: float):
+    from castinspect.station.log import InspectionLog
+
+    # a database that cannot be reached: say which and why, no traceback
+    with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
+        return InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
+
+
+def station_model(model: Path | None, log, settings: dict):
+    """The Predictor a station starts with: ``--model``, else the registry's active model, else
+    the bundled one."""
+    from castinspect.inference.predict import Predictor
+    from castinspect.station import registry
+
+    with user_errors(OSError, LookupError):
+        active = None if model is not None else registry.active(log)
+        if active is not None:
+            return registry.load(log, active, **settings)
+        return Predictor.load(model, **settings)
 
 
 def open_publisher(url: str | None, log, station: str | None, model_id: str):
@@ -123,7 +144,8 @@ def watch(
 ) -> None:
     """Judge every photo a camera writes into FOLDER, exactly once (also those written while it
     was down, and across a crash), into the same log as serve; each photo then goes into ok/,
-    defective/, review/ or failed/. Stops cleanly on Ctrl-C or SIGTERM.
+    defective/, review/ or failed/. Without --model, the registry's active model, followed as
+    serve does. Stops cleanly on Ctrl-C or SIGTERM.
 
     Example: castinspect watch /srv/camera1 --db sqlite:///line1.db
     """
@@ -131,16 +153,14 @@ def watch(
     import threading
 
     from castinspect.cli.render import shown
-    from castinspect.inference.predict import Predictor
-    from castinspect.station.log import InspectionLog
+    from castinspect.station.registry import Follower
     from castinspect.station.watch import Watcher, WatchSettings
 
     with user_errors(OSError):
         settings = WatchSettings(out=out, action=action.value, settle=settle, poll=poll)
-        predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
-                                   on_unfamiliar=on_unfamiliar)
-    with user_errors(OSError, Exception, prefix=f"cannot open the inspection log {db}: "):
-        log = InspectionLog.open(db, station=station, commit_timeout=commit_timeout)
+    log = open_log(db, station, commit_timeout)
+    args = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar)
+    predictor = station_model(model, log, args)
 
     def placed(name: str, where: str, about: dict) -> None:
         detail = about.get("error") or (f"p(defect) {about['p_defect']:.3f}" if about.get("p_defect") is not None
@@ -155,9 +175,19 @@ def watch(
     with log, user_errors(OSError):
         watcher = Watcher(predictor, log, folder, settings, on_placed=placed)
         say(f"castinspect watching {folder} with model {predictor.model_id} (log: {log.target.describe()})")
+
+        def switch(new) -> None:
+            watcher.predictor = new  # the next batch is judged with it
+            say(f"now judging with model {new.model_id} (promoted)")
+            if publisher is not None:
+                publisher.model_changed(new.model_id)
+
+        follower = None if model is not None or once else Follower(log, predictor.model_id, switch, say, **args)
         try:
             counts = watcher.run(stop, once=once)
         finally:
+            if follower is not None:
+                follower.close()
             if publisher is not None:
                 publisher.close()
     say("judged: " + ", ".join(f"{n} {f}" for f, n in counts.items()))

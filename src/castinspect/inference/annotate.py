@@ -51,12 +51,16 @@ def write_annotated(gray: np.ndarray, insp: Inspection, out_dir: str | os.PathLi
     return path
 
 
-def png_base64(bgr_or_gray: np.ndarray) -> str:
-    """The image as a base64-encoded PNG (the server's heatmap field; data URIs in reports)."""
+def png_bytes(bgr_or_gray: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", bgr_or_gray)
     if not ok:
         raise ValueError("could not encode PNG")
-    return base64.b64encode(buf.tobytes()).decode()
+    return buf.tobytes()
+
+
+def png_base64(bgr_or_gray: np.ndarray) -> str:
+    """The image as a base64-encoded PNG (the server's heatmap field; data URIs in reports)."""
+    return base64.b64encode(png_bytes(bgr_or_gray)).decode()
 
 
 def png_data_uri(bgr_or_gray: np.ndarray) -> str:

@@ -7,6 +7,7 @@ label, never a path. The routes are listed in ``routes``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -15,10 +16,12 @@ from fastapi.responses import JSONResponse
 
 from castinspect.inference.predict import Predictor
 from castinspect.station import routes
+from castinspect.station.access import Tokens, check_token
 from castinspect.station.drift import DriftMonitor, DriftSettings
 from castinspect.station.http import timed_h11
 from castinspect.station.log import InspectionLog, LogUnavailable
 from castinspect.station.metrics import StationMetrics
+from castinspect.station.registry import Follower
 from castinspect.station.service import (
     QUEUE_DEPTH,
     QUEUE_WAIT,
@@ -34,7 +37,6 @@ from castinspect.station.upload import (
 )
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-MIN_TOKEN = 16  # characters: a blank or short token is a guessable one
 
 
 @dataclass(frozen=True)
@@ -60,26 +62,31 @@ class Limits:
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
                max_upload: int | None = None, store_images: bool = False,
                drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None,
-               limits: Limits | None = None, publisher=None) -> FastAPI:
+               limits: Limits | None = None, publisher=None, tokens: Tokens | None = None,
+               follow: dict | None = None) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
     without an OK class is served too: every part is defective, its record names the type.
     ``drift``: the drift monitor's window and baseline (``station.drift``). ``trusted_hosts``
     (for a station without a token): the Host names it answers to, refusing cross-site writes
     (``upload.SameOrigin``); ``serve`` passes the bound host and loopback's names. ``limits``:
     ``Limits`` (``max_upload``, when given, overrides its upload limit). ``publisher``: the MQTT
-    publisher (``station.mqtt``), told of drift changes."""
+    publisher (``station.mqtt``), told of drift changes. ``tokens``: named tokens with roles
+    (``access.Tokens``; ``token`` is one engineer's). ``follow``: the Predictor's settings to load
+    the registry's active model with, when the station follows it (``registry.Follower``)."""
     limits = limits or Limits()
     max_upload = max_upload or limits.max_upload
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift),
                       Slots(limits.decode_slots, limits.queue_depth, limits.queue_wait), publisher)
     station.resume_drift()
-    check_token(token)
+    tokens = tokens or Tokens.of(token)
+    if follow is not None:
+        station.follower = Follower(log, predictor.model_id, station.switch, _model_problem, **follow)
     # /docs is our offline page (routes.docs): FastAPI's own loads its scripts from a CDN.
     app = FastAPI(title="castinspect", version="1", docs_url=None, redoc_url=None,
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
     app.state.station = station
-    app.state.token = token.encode() if token else None
-    if token is None and trusted_hosts is not None:
+    app.state.tokens = tokens
+    if tokens is None and trusted_hosts is not None:
         app.add_middleware(SameOrigin, hosts=trusted_hosts)
     app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response,
                        body_timeout=limits.body_timeout)
@@ -88,7 +95,13 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     app.add_exception_handler(LogUnavailable, _log_unavailable)
     app.include_router(routes.api)
     app.include_router(routes.public)
+    if station.follower is not None:
+        app.router.on_shutdown.append(station.follower.close)
     return app
+
+
+def _model_problem(text: str) -> None:
+    logging.getLogger("castinspect.station").warning("%s; judging on with the model in use", text)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,16 +119,10 @@ async def _log_unavailable(request: Request, exc: LogUnavailable) -> JSONRespons
     return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "5"})
 
 
-def check_token(token: str | None) -> None:
-    if token is not None and len(token.strip()) < MIN_TOKEN:
-        raise ValueError(f"the bearer token must be at least {MIN_TOKEN} characters (not blank): "
-                         "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
-
-
-def check_binding(host: str, token: str | None) -> None:
+def check_binding(host: str, token: str | None, tokens: Tokens | None = None) -> None:
     """Loopback by default; anywhere else only with a token (of at least MIN_TOKEN characters)."""
     check_token(token)
-    if host not in LOOPBACK and not token:
+    if host not in LOOPBACK and not token and tokens is None:
         raise ValueError(f"binding to {host} exposes the service beyond this machine: "
                          "set a bearer token (--token or CASTINSPECT_TOKEN)")
 
@@ -133,10 +140,12 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, limi
 
 def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, store_images: bool = False, drift: DriftSettings | None = None,
-          limits: Limits | None = None, publisher=None) -> None:
+          limits: Limits | None = None, publisher=None, tokens: Tokens | None = None,
+          follow: dict | None = None) -> None:
     import uvicorn
 
-    check_binding(host, token)
+    check_binding(host, token, tokens)
     app = create_app(predictor, log, token=token, store_images=store_images, drift=drift,
-                     trusted_hosts={host, *LOOPBACK}, limits=limits, publisher=publisher)
+                     trusted_hosts={host, *LOOPBACK}, limits=limits, publisher=publisher, tokens=tokens,
+                     follow=follow)
     uvicorn.Server(uvicorn_config(app, host, port, limits)).run()

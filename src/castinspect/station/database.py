@@ -132,13 +132,63 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX outbox_station ON outbox (station, seq)",
     ),
+    # 7: people's dispositions (append-only: the latest for a part is final, none is erased), the
+    # review queue (``awaiting``), counters of the final decisions, and the model registry
+    (
+        """CREATE TABLE dispositions (
+            seq {serial},
+            id TEXT NOT NULL UNIQUE,
+            inspection_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            label TEXT,
+            who TEXT NOT NULL,
+            role TEXT NOT NULL,
+            time TEXT NOT NULL,
+            note TEXT
+        )""",
+        "CREATE INDEX dispositions_inspection ON dispositions (inspection_id, seq)",
+        "ALTER TABLE inspections ADD COLUMN disposition TEXT",
+        "ALTER TABLE inspections ADD COLUMN awaiting INTEGER",
+        "UPDATE inspections SET awaiting = 1 WHERE decision = 'review' OR familiar = 0",
+        "CREATE INDEX inspections_awaiting ON inspections (awaiting, seq)",
+        *(f"""CREATE TABLE final_{span} (
+            {bucket} TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY ({bucket}, decision)
+        ) {{clustered}}""" for span, bucket in (("minutes", "minute"), ("hours", "hour"))),
+        "CREATE TABLE final_totals (decision TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        *(f"INSERT INTO final_{span} SELECT substr(time, 1, {width}), decision, COUNT(*) FROM inspections "
+          f"WHERE decision IS NOT NULL GROUP BY substr(time, 1, {width}), decision"
+          for span, width in (("minutes", 16), ("hours", 13))),
+        "INSERT INTO final_totals SELECT decision, COUNT(*) FROM inspections WHERE decision IS NOT NULL "
+        "GROUP BY decision",
+        """CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            created TEXT NOT NULL,
+            source TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes {blob} NOT NULL,
+            data_fingerprint TEXT,
+            metrics TEXT,
+            classes TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            registered_by TEXT NOT NULL
+        )""",
+        """CREATE TABLE promotions (
+            seq {serial},
+            model TEXT NOT NULL,
+            who TEXT NOT NULL,
+            time TEXT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 IDENTITY_SINCE = 5  # the schema version that gave a log its identity
 
 COLUMNS = ("id", "time", "source", "label", "score", "p_defect", "decision", "threshold", "model",
            "scores", "latency_ms", "station", "image_sha256", "reasons", "familiarity", "familiar",
-           "request_key")
+           "request_key", "disposition", "awaiting")
 
 # Time limits, so that a database that hangs (a network partition, a frozen server) or a lock held
 # by another process costs a request a bounded wait, never the station: seconds.

@@ -23,11 +23,10 @@ import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from castinspect.core.decision import DECISIONS
 from castinspect.core.records import Inspection, utc_now
 from castinspect.core.sinks import write_records
 from castinspect.station.database import (
@@ -122,7 +121,8 @@ class InspectionLog:
                          insp.decision, insp.threshold, insp.model,
                          json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha,
                          json.dumps(insp.reasons), insp.familiarity,
-                         None if insp.familiar is None else int(insp.familiar), key))
+                         None if insp.familiar is None else int(insp.familiar), key,
+                         None, 1 if insp.decision == "review" or insp.familiar is False else None))
         return self.writer.submit(rows, blobs)
 
     def enable_outbox(self, station: str, build: Callable[[dict], tuple[str, str]],
@@ -133,8 +133,13 @@ class InspectionLog:
         def add(db: Database, rows: list[tuple]) -> None:
             now = utc_now()
             db.executemany("INSERT INTO outbox (station, topic, payload, created) VALUES (?, ?, ?, ?)",
-                           [(station, *build(_row_dict(r)), now) for r in rows])
+                           [(station, *build(row_dict(r)), now) for r in rows])
         self.writer.on_new, self.writer.after_commit = add, after_commit
+
+    def run(self, work: Callable[[Database], Any]) -> Any:
+        """``work(db)`` in a transaction of its own on the writer's connection (a disposition, a
+        model's registration); its result once committed, at most ``commit_timeout`` seconds."""
+        return self.writer.wait(self.writer.submit_work(work))
 
     # -- health ------------------------------------------------------------------------------
 
@@ -235,7 +240,7 @@ class InspectionLog:
             pass
         return fresh
 
-    def _query(self, statement: str, params: Iterable[Any] = ()) -> list[tuple]:
+    def query(self, statement: str, params: Iterable[Any] = ()) -> list[tuple]:
         """A read on the reader's own thread, waited for at most ``commit_timeout``: a read stuck on
         a database that hangs ties up that thread, not the caller (who hears LogUnavailable), and
         reads queued behind it give up when their time has passed."""
@@ -261,14 +266,14 @@ class InspectionLog:
     def page(self, limit: int = 50, offset: int = 0, decision: str | None = None) -> tuple[list[dict], int]:
         """(inspections newest first, the number of all rows matching the filter)."""
         where, params = ("WHERE decision = ?", [decision]) if decision else ("", [])
-        total = self._query(f"SELECT COALESCE(SUM(n), 0) FROM inspection_totals {where}", params)[0][0]
-        rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections {where} "
+        total = self.query(f"SELECT COALESCE(SUM(n), 0) FROM inspection_totals {where}", params)[0][0]
+        rows = self.query(f"SELECT {', '.join(COLUMNS)} FROM inspections {where} "
                            f"ORDER BY seq DESC LIMIT ? OFFSET ?", params + [limit, offset])
-        return [_row_dict(r) for r in rows], int(total)
+        return [row_dict(r) for r in rows], int(total)
 
     def get(self, inspection_id: str) -> dict | None:
-        rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE id = ?", [inspection_id])
-        return _row_dict(rows[0]) if rows else None
+        rows = self.query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE id = ?", [inspection_id])
+        return row_dict(rows[0]) if rows else None
 
     def find_key(self, key: str) -> dict | None:
         """The inspection recorded with this idempotency key, if any."""
@@ -279,63 +284,35 @@ class InspectionLog:
         found: dict[str, dict] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE request_key IN "
+            rows = self.query(f"SELECT {', '.join(COLUMNS)} FROM inspections WHERE request_key IN "
                                f"({', '.join('?' * len(chunk))})", chunk)
-            found.update((r["request_key"], r) for r in map(_row_dict, rows))
+            found.update((r["request_key"], r) for r in map(row_dict, rows))
         return found
 
     def image(self, sha256: str) -> tuple[bytes, str | None] | None:
-        rows = self._query("SELECT bytes, format FROM images WHERE sha256 = ?", [sha256])
+        rows = self.query("SELECT bytes, format FROM images WHERE sha256 = ?", [sha256])
         return (bytes(rows[0][0]), rows[0][1]) if rows else None
 
-    def counts(self, since: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
-        """Inspections per decision and per label (class, or defect type), all time or from
-        ``since`` (an ISO time, to the minute) on, from the counters kept with the rows: the
-        minutes up to the next full hour, then whole hours. The cost depends on neither the size
-        of the log nor how busy the line is."""
-        if since:
-            start = datetime.fromisoformat(since[:16]).replace(tzinfo=None)
-            hour = (start + timedelta(minutes=59)).replace(minute=0).isoformat(timespec="hours")
-            rows = self._query(
-                "SELECT decision, label, SUM(n) FROM ("
-                "SELECT decision, label, n FROM inspection_minutes WHERE minute >= ? AND minute < ? "
-                "UNION ALL SELECT decision, label, n FROM inspection_hours WHERE hour >= ?) AS spans "
-                "GROUP BY decision, label", [since[:16], hour + ":00", hour])
-        else:
-            rows = self._query("SELECT decision, label, SUM(n) FROM inspection_totals GROUP BY decision, label")
-        decisions, labels = {d: 0 for d in DECISIONS}, {}
-        for decision, label, n in rows:
-            if decision:
-                decisions[decision] = decisions.get(decision, 0) + int(n)
-            if label:
-                labels[label] = labels.get(label, 0) + int(n)
-        return decisions, dict(sorted(labels.items()))
+    def stats(self, now: datetime | None = None, since: str | None = None) -> dict:
+        """Counts over the last hour, the last 24 hours and all time, and from ``since`` on (an ISO
+        time, e.g. the shift's start) with its hours (``station.counts``)."""
+        from castinspect.station.counts import WINDOWS, hourly, summary
 
-    def stats(self, now: datetime | None = None,
-              windows: tuple[tuple[str, timedelta | None], ...] = (
-                  ("last_hour", timedelta(hours=1)), ("last_24h", timedelta(days=1)), ("all", None))) -> dict:
-        """Counts per decision and per label, and the reject rate (defective / all judged), over
-        recent windows."""
-        now = now or datetime.now(timezone.utc)
-        out = {}
-        for name, span in windows:
-            since = (now - span).isoformat(timespec="milliseconds") if span else None
-            c, labels = self.counts(since)
-            total = sum(c.values())
-            out[name] = {**c, "total": total, "reject_rate": c["defective"] / total if total else None,
-                         "labels": labels}
+        out = summary(self, now, WINDOWS + ((("since", since),) if since else ()))
+        if since:
+            out["since"]["from"], out["since"]["hours"] = since, hourly(self, since)
         return out
 
     def ends(self, model: str, first: int, last: int) -> tuple[list[dict], list[dict], int]:
         """A model's first ``first`` records, its last ``last`` after those (both oldest first),
         and how many it has: what the drift monitor resumes from, without reading the whole log."""
-        head = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? "
+        head = self.query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? "
                            f"ORDER BY seq LIMIT ?", [model, first])
         after = head[-1][0] if head else 0
-        tail = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? AND seq > ? "
+        tail = self.query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE model = ? AND seq > ? "
                            f"ORDER BY seq DESC LIMIT ?", [model, after, last])
-        total = self._query("SELECT COALESCE(SUM(n), 0) FROM inspection_totals WHERE model = ?", [model])[0][0]
-        return [_row_dict(r[1:]) for r in head], [_row_dict(r[1:]) for r in reversed(tail)], int(total)
+        total = self.query("SELECT COALESCE(SUM(n), 0) FROM inspection_totals WHERE model = ?", [model])[0][0]
+        return [row_dict(r[1:]) for r in head], [row_dict(r[1:]) for r in reversed(tail)], int(total)
 
     def iter_rows(self, batch: int = 1000, since: str | None = None, until: str | None = None,
                   station: str | None = None, decision: str | None = None) -> Iterator[dict]:
@@ -347,12 +324,12 @@ class InspectionLog:
         also, params = "".join(f" AND {c}" for c, _ in given), [v for _, v in given]
         last = 0
         while True:
-            rows = self._query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE seq > ?{also} "
+            rows = self.query(f"SELECT seq, {', '.join(COLUMNS)} FROM inspections WHERE seq > ?{also} "
                                f"ORDER BY seq LIMIT ?", [last, *params, batch])
             if not rows:
                 return
             for r in rows:
-                yield _row_dict(r[1:])
+                yield row_dict(r[1:])
             last = rows[-1][0]
 
     def export(self, out: IO[str], fmt: str = "csv", **where: str | None) -> int:
@@ -361,7 +338,7 @@ class InspectionLog:
         return sum(1 for _ in write_records(self.iter_rows(**where), fmt, out, list(COLUMNS)))
 
     def schema_version(self) -> int:
-        return int(self._query("SELECT version FROM schema_version")[0][0])
+        return int(self.query("SELECT version FROM schema_version")[0][0])
 
     def close(self) -> None:
         """Commit what is queued and close. A writer or reader stuck on a database that hangs is
@@ -389,9 +366,10 @@ class InspectionLog:
         self.close()
 
 
-def _row_dict(row: tuple) -> dict:
+def row_dict(row: tuple) -> dict:
     d = dict(zip(COLUMNS, row))
     d["scores"] = json.loads(d["scores"]) if d["scores"] else None
     d["reasons"] = json.loads(d["reasons"]) if d["reasons"] else []  # rows from before version 4: none
     d["familiar"] = None if d["familiar"] is None else bool(d["familiar"])
+    d["awaiting"] = bool(d["awaiting"])  # in the review queue
     return d

@@ -36,7 +36,8 @@ class StationMetrics:
         self.judge_seconds = Histogram("castinspect_judge_seconds",
                                        "Time to judge one photo (decode, model, heatmap).",
                                        buckets=LATENCY_BUCKETS, registry=r)
-        Gauge("castinspect_model_info", "The model being served.", ["model"], registry=r).labels(model_id).set(1)
+        self.model_info = Gauge("castinspect_model_info", "The model being served.", ["model"], registry=r)
+        self.model(model_id)
         Gauge("castinspect_start_time_seconds", "When this server started (Unix time).",
               registry=r).set(time.time())
         self.drift_state = Gauge("castinspect_drift_state", "Drift monitor: 0 ok, 1 warning, 2 alarm.", registry=r)
@@ -47,6 +48,11 @@ class StationMetrics:
                                  ["signal"], registry=r)
         self.drift_p = Gauge("castinspect_drift_signal_p_value", "Each drift test's p-value over the window.",
                              ["signal"], registry=r)
+
+    def model(self, model_id: str) -> None:
+        """The model now served (one label at a time: a promotion replaces it)."""
+        self.model_info.clear()
+        self.model_info.labels(model_id).set(1)
 
     def judged(self, insp: Inspection, seconds: float) -> None:
         self.inspections.labels(insp.decision).inc()

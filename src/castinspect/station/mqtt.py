@@ -87,6 +87,12 @@ class Publisher:
             client.publish(topic(self.station, "status"), self._status("online"), qos=1, retain=True)
             self._wake.set()
 
+    def model_changed(self, model: str) -> None:
+        """Another model judges from now on (a promotion): the retained status says which."""
+        self.model = model
+        if self.client.is_connected():
+            self.client.publish(topic(self.station, "status"), self._status("online"), qos=1, retain=True)
+
     def notify(self) -> None:
         """New rows in the outbox (the station committed records)."""
         self._wake.set()

@@ -3,7 +3,13 @@
     POST /v1/inspect            one photo (multipart field ``file``) -> its judgement, logged
     POST /v1/inspect/batch      several photos (fields ``files``)
     GET  /v1/inspections        the log, newest first (?limit=&offset=&decision=)
-    GET  /v1/inspections/{id}   one judgement; /image the stored photo, when images are kept
+    GET  /v1/inspections/{id}   one judgement; /image the stored photo, when images are kept;
+                                /heatmap that photo with the served model's heatmap
+    POST /v1/inspections/{id}/disposition   a person's decision (who: their token's name)
+    GET  /v1/inspections/{id}/dispositions  every disposition of it, oldest first
+    GET  /v1/review             the parts awaiting a person, oldest first
+    GET  /v1/models             the model registry; POST /v1/models/{id}/promote (engineers)
+    GET  /v1/me                 who the token belongs to, and their role
     GET  /v1/stats              counts and reject rate over recent windows
     GET  /v1/model              the model being served
     GET  /healthz               liveness, no token
@@ -11,7 +17,9 @@
     GET  /docs                  the API reference, offline
     GET  /                      the operator page (static, no external assets)
 
-A bearer token, when set, guards everything but ``/healthz``, ``/docs`` and the page.
+A bearer token, when set, guards everything but ``/healthz``, ``/docs`` and the page; each
+token has a name and a role (``access``): operators inspect and settle parts, engineers also
+promote models.
 
 Routes that touch no database (health, metrics, the model, the page) are coroutines: they answer
 even while every thread waits on a database that hangs. So are the inspect routes, whose work
@@ -20,9 +28,8 @@ runs in the station's decode slots and whose wait for the commit holds no thread
 
 from __future__ import annotations
 
-import hmac
 from importlib import resources
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from fastapi import (
     APIRouter,
@@ -35,7 +42,10 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 
+from castinspect.station import registry, review
+from castinspect.station.access import ENGINEER, LOCAL
 from castinspect.station.apidoc import api_reference
 from castinspect.station.metrics import CONTENT_TYPE
 from castinspect.station.service import Station
@@ -46,17 +56,27 @@ async def station(request: Request) -> Station:  # async: a dependency of its ow
     return request.app.state.station
 
 
-async def authorised(request: Request) -> None:
-    expected = request.app.state.token
-    if expected is None:
-        return
+async def authorised(request: Request) -> review.Person:
+    """The person the bearer token belongs to (``local`` on a station without tokens)."""
+    tokens = request.app.state.tokens
+    if tokens is None:
+        return LOCAL
     # The scheme is case-insensitive (RFC 7235): "Bearer", "bearer" and "BEARER" all name it.
     scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):  # constant time
+    person = tokens.who(given.strip()) if scheme.lower() == "bearer" else None
+    if person is None:
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return person
+
+
+async def engineer(person: Annotated[review.Person, Depends(authorised)]) -> review.Person:
+    if person.role != ENGINEER:
+        raise HTTPException(403, f"{person.name} is an {person.role}: promoting models takes an engineer's token")
+    return person
 
 
 StationDep = Annotated[Station, Depends(station)]
+PersonDep = Annotated[review.Person, Depends(authorised)]
 api = APIRouter(dependencies=[Depends(authorised)])
 public = APIRouter()
 PHOTO_ERRORS = {400: {"description": "empty photo"}, 401: {"description": "missing or wrong bearer token"},
@@ -136,11 +156,80 @@ def inspection_image(s: StationDep, inspection_id: str) -> Response:
     return Response(stored[0], media_type=MEDIA_TYPES.get(stored[1] or "", "application/octet-stream"))
 
 
+@api.get("/v1/inspections/{inspection_id}/heatmap", responses={404: {"description": "no stored photo"}})
+async def inspection_heatmap(s: StationDep, inspection_id: str) -> Response:
+    """The stored photo with the served model's heatmap over it (PNG), for the review queue."""
+    return Response(await s.heatmap(inspection_id), media_type="image/png")
+
+
+class Disposition(BaseModel):
+    decision: Literal["ok", "defective"] = Field(description="The person's decision.")
+    label: Optional[str] = Field(None, max_length=100, description="The class confirmed (default: the OK class for "
+                                 "ok; for defective the model's defect label, or the only defect class).")
+    note: Optional[str] = Field(None, max_length=review.MAX_NOTE, description="Why, in a few words.")
+
+
+@api.post("/v1/inspections/{inspection_id}/disposition", responses={
+    404: {"description": "no such inspection"}, 422: {"description": "a label the model does not have"}})
+def disposition(s: StationDep, who: PersonDep, inspection_id: str, body: Disposition) -> dict:
+    """Settle a part: the person's decision is stored beside the model's (who: the token's name;
+    when), committed before the answer. A second disposition supersedes the first for the counts;
+    both stay in the log (``history``)."""
+    return s.dispose(inspection_id, body.decision, body.label, body.note, who)
+
+
+@api.get("/v1/inspections/{inspection_id}/dispositions")
+def dispositions(s: StationDep, inspection_id: str) -> dict:
+    """Every disposition of one inspection, oldest first; the last is final."""
+    return {"items": review.history(s.log, inspection_id)}
+
+
+@api.get("/v1/review")
+def review_queue(s: StationDep,
+                 limit: Annotated[int, Query(ge=1, le=1000, description="Parts per page.")] = 50,
+                 offset: Annotated[int, Query(ge=0, le=10 ** 12, description="Parts to skip.")] = 0) -> dict:
+    """The parts awaiting a person (review decisions, and photos unlike the training photos),
+    oldest first, with ``total`` awaiting."""
+    items, total = review.queue(s.log, limit, offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@api.get("/v1/models")
+def models(s: StationDep) -> dict:
+    """The model registry: every registered model and which is active (``serving``: this station's)."""
+    return {"items": registry.models(s.log), "active": registry.active(s.log), "serving": s.predictor.model_id}
+
+
+@api.post("/v1/models/{model_id}/promote", responses={403: {"description": "not an engineer's token"},
+                                                      404: {"description": "no such model in the registry"}})
+def promote(s: StationDep, who: Annotated[review.Person, Depends(engineer)], model_id: str) -> dict:
+    """Make a registered model the active one; stations that follow the registry switch to it
+    (this one before answering, the others within seconds)."""
+    try:
+        entry = registry.promote(s.log, model_id, who.name)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if s.follower is not None:
+        s.follower.check()
+    return {**entry, "serving": s.predictor.model_id}
+
+
+@api.get("/v1/me")
+async def me(who: PersonDep) -> dict:
+    return {"name": who.name, "role": who.role}
+
+
+ISO_TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$"
+
+
 @api.get("/v1/stats")
-def stats(s: StationDep) -> dict:
-    """Counts per decision and reject rate (defective / judged) over the last hour, the last
-    24 hours and all time, from the log (every station writing to it), and this server's own."""
-    return s.stats()
+def stats(s: StationDep, since: Annotated[Optional[str], Query(
+        pattern=ISO_TIME, description="Also count from this UTC time on (e.g. the shift's start), hour by hour.")] = None) -> dict:
+    """Final decisions (a person's disposition where there is one, else the model's), the parts
+    awaiting review apart, and the reject rate of the decided parts (defective / (ok +
+    defective)) over the last hour, the last 24 hours and all time, from the log (every station
+    writing to it); the model's own decisions beside (``model``); this server's own."""
+    return s.stats(since)
 
 
 @api.get("/v1/drift")

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from castinspect.core.io import sniff_format
 from castinspect.core.parallel import default_workers
 from castinspect.core.records import Inspection
-from castinspect.inference.annotate import png_base64
+from castinspect.inference.annotate import png_base64, png_bytes
 from castinspect.inference.explain import overlay
 from castinspect.inference.predict import Predictor
 from castinspect.station.database import SCHEMA_VERSION
@@ -35,6 +35,7 @@ from castinspect.station.log import (
     not_answering,
 )
 from castinspect.station.metrics import StationMetrics
+from castinspect.station.review import Person, confirmed_label, dispose, history
 from castinspect.station.upload import STATUS_FOR_CODE
 
 QUEUE_DEPTH = 64  # requests that may wait for a decode slot
@@ -107,7 +108,8 @@ class Station:
     store_images: bool = False
     drift: DriftMonitor = field(default_factory=DriftMonitor)
     slots: Slots = field(default_factory=Slots)
-    publisher: Any = None  # station.mqtt.Publisher: told of drift changes
+    publisher: Any = None  # station.mqtt.Publisher: told of drift changes and of another model
+    follower: Any = None  # station.registry.Follower, when the station follows the registry
     _drift_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resume_drift(self) -> None:
@@ -117,6 +119,17 @@ class Station:
                                            self.drift.settings.window)
         with self._drift_lock:
             self.drift.resume(first, last, total)
+
+    def switch(self, predictor: Predictor) -> None:
+        """Judge with another model from now on (a promotion): a request under way finishes with
+        the model it started with; the drift monitor resumes from the new model's own records."""
+        drift = DriftMonitor(self.drift.settings)
+        drift.resume(*self.log.ends(predictor.model_id, drift.settings.baseline, drift.settings.window))
+        with self._drift_lock:
+            self.predictor, self.drift = predictor, drift
+        self.metrics.model(predictor.model_id)
+        if self.publisher is not None:
+            self.publisher.model_changed(predictor.model_id)
 
     def observed(self, inspections: list[Inspection]) -> None:
         with self._drift_lock:
@@ -218,13 +231,48 @@ class Station:
         return {**{k: row[k] for k in PUBLIC_FIELDS}, "latency_ms": row["latency_ms"],
                 **({"scores": row["scores"]} if row["scores"] is not None else {}), "replayed": True}
 
+    # -- people ------------------------------------------------------------------------------
+
+    def dispose(self, inspection_id: str, decision: str, label: str | None, note: str | None, who: Person) -> dict:
+        """A person's disposition of one inspection, committed; with the inspection's history."""
+        row = self.log.get(inspection_id)
+        if row is None:
+            raise HTTPException(404, f"no inspection {inspection_id}")
+        p = self.predictor
+        try:
+            label = confirmed_label(decision, label, row["label"], p.classes,
+                                    None if p.ok_index is None else p.classes[p.ok_index])
+            entry = dispose(self.log, inspection_id, decision, label, who, note)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**entry, "history": history(self.log, inspection_id)}
+
+    async def heatmap(self, inspection_id: str) -> bytes:
+        """The stored photo of an inspection with the served model's heatmap over it (PNG)."""
+        if self.predictor.checkpoint is None:
+            raise HTTPException(400, "heatmaps need the model's checkpoint; this server runs an exported .onnx model")
+        row = await anyio.to_thread.run_sync(self.log.get, inspection_id)
+        stored = row and row["image_sha256"] and await anyio.to_thread.run_sync(self.log.image, row["image_sha256"])
+        if not stored:
+            raise HTTPException(404, f"no stored image for inspection {inspection_id} (serve --store-images)")
+
+        def explain() -> bytes:
+            insp = self.predictor.predict_one(stored[0], row["source"], heatmap=True)
+            if insp.heatmap is None:
+                raise HTTPException(422, f"{row['source']}: {insp.error}")
+            return png_bytes(overlay(insp.photo, insp.heatmap))
+
+        return await self.slots.run(explain)
+
     # -- the rest ----------------------------------------------------------------------------
 
-    def stats(self) -> dict:
+    def stats(self, since: str | None = None) -> dict:
         own = self.metrics.decisions()
         total = sum(own.values())
         drift = self.drift_state()
-        return {**self.log.stats(), "this_server": {**own, "total": total,
+        return {**self.log.stats(since=since), "this_server": {**own, "total": total,
                                                     "reject_rate": own["defective"] / total if total else None},
                 "drift": {"state": drift["state"], "reasons": drift["reasons"]}}
 
@@ -233,7 +281,9 @@ class Station:
         ok_class = None if p.ok_index is None else p.classes[p.ok_index]
         return {"model": p.model_id, "classes": p.classes, "ok_class": ok_class,
                 "task": "ok / defective" if ok_class else "defect types", "threshold": p.threshold,
-                "input_size": p.input_size, "backend": p.backend.name, "heatmaps": p.checkpoint is not None}
+                "input_size": p.input_size, "backend": p.backend.name, "heatmaps": p.checkpoint is not None,
+                "review_band": list(p.review_band) if p.review_band else None, "on_unfamiliar": p.on_unfamiliar,
+                "follows_registry": self.follower is not None, "station": self.log.station}
 
     async def health(self, details: bool = False) -> JSONResponse:
         """200 when the model is loaded, the log answers within ``PROBE_TIMEOUT`` and its writes

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from castinspect.core.records import utc_now
 from castinspect.station.database import COLUMNS, Database
@@ -43,6 +43,7 @@ class Pending:
     rows: list[tuple]
     images: list[tuple]
     done: Future = field(default_factory=Future)
+    work: Callable[[Database], Any] | None = None  # a job of its own (``Writer.submit_work``)
 
     @property
     def ids(self) -> list[str]:
@@ -75,7 +76,15 @@ class Writer:
         self._thread.start()
 
     def submit(self, rows: list[tuple], images: list[tuple]) -> Pending:
-        pending = Pending(rows, images)
+        return self._enqueue(Pending(rows, images))
+
+    def submit_work(self, work: Callable[[Database], Any]) -> Pending:
+        """Queue ``work(db)``, to run in a transaction of its own (a disposition, a model's
+        registration): its result, or its error, is its caller's alone. A job must be safe to run
+        twice (the retry after a connection failed during COMMIT)."""
+        return self._enqueue(Pending([], [], work=work))
+
+    def _enqueue(self, pending: Pending) -> Pending:
         with self._cond:
             if self._closing or not self._thread.is_alive():
                 raise LogUnavailable(f"the inspection log {self.describe} is closed", False, pending.ids)
@@ -130,9 +139,40 @@ class Writer:
                 self._queue.clear()
                 self._busy_since = time.monotonic()
             try:
-                self._write(batch)
+                records = [p for p in batch if p.work is None]
+                if records:
+                    self._write(records)
+                for job in batch:
+                    if job.work is not None:
+                        self._run(job)
             finally:
                 self._busy_since = None
+
+    def _run(self, job: Pending) -> None:
+        error: Exception | None = None
+        ambiguous = False
+        for attempt in range(2):
+            if attempt:
+                self.db = self._reconnect(self.db)
+            try:
+                if not self._same_file():
+                    raise LogUnavailable(f"{self._location} is no longer the log this station opened")
+                with self.db.transaction():
+                    result = job.work(self.db)
+            except (ValueError, LookupError, PermissionError) as exc:  # the request's own fault
+                job.done.set_exception(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - any database error
+                ambiguous |= self.db.committing and self.db.dialect == "postgresql"
+                error = exc
+                continue
+            self.last_commit, self.write_error = utc_now(), None
+            job.done.set_result(result)
+            return
+        text = f"{type(error).__name__}: {error}"
+        self.write_error = (utc_now(), text)
+        job.done.set_exception(LogUnavailable(f"inspection log unavailable ({text}): " + (
+            "it may have been recorded" if ambiguous else "nothing recorded"), None if ambiguous else False))
 
     def _write(self, batch: list[Pending]) -> None:
         ambiguous, error = False, None
@@ -248,6 +288,22 @@ def count(db: Database, rows: list[tuple]) -> None:
         db.executemany(f"INSERT INTO {table} ({', '.join(names)}, n) VALUES ({', '.join('?' * (len(names) + 1))}) "
                        f"ON CONFLICT ({', '.join(names)}) DO UPDATE SET n = {table}.n + excluded.n",
                        [(*k, n) for k, n in sorted(counts.items())])
+    count_final(db, Counter((r[col["time"]], r[col["decision"]]) for r in rows if r[col["decision"]]))
+
+
+def count_final(db: Database, changes: Counter) -> None:
+    """Add ``changes`` ((time, final decision) -> n, n may be negative: a person's disposition
+    moves a part from one decision to another) to the counters of final decisions; "review" is a
+    part still awaiting a person."""
+    for table, bucket, width in (("final_minutes", "minute", 16), ("final_hours", "hour", 13),
+                                 ("final_totals", None, 0)):
+        counts: Counter = Counter()
+        for (when, decision), n in changes.items():
+            counts[(when[:width], decision) if bucket else (decision,)] += n
+        names = ([bucket] if bucket else []) + ["decision"]
+        db.executemany(f"INSERT INTO {table} ({', '.join(names)}, n) VALUES ({', '.join('?' * (len(names) + 1))}) "
+                       f"ON CONFLICT ({', '.join(names)}) DO UPDATE SET n = {table}.n + excluded.n",
+                       [(*k, n) for k, n in sorted(counts.items()) if n])
 
 
 class _RollBack(Exception):
