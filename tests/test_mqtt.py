@@ -144,3 +144,28 @@ def test_nothing_sent_twice_after_a_restart(broker, tmp_path):
         again.close()
     assert len(sub.inspections()) == 1
     sub.close()
+
+
+def test_a_disposition_reaches_the_line_of_its_part(broker, tmp_path):
+    """A person settles a part: the line that made it hears the final result, with who."""
+    predictor = Predictor.load(review_band=(0.0, 0.5))
+    plc = Subscriber(broker, "castinspect/line-4/#")
+    try:
+        with InspectionLog.open(tmp_path / "log.db", station="line-4") as log:
+            publisher = Publisher(broker.url, log, "line-4", predictor.model_id)
+            try:
+                with TestClient(create_app(predictor, log, publisher=publisher)) as c:
+                    ok = sorted((SAMPLES / "ok_front").iterdir())[0]
+                    body = c.post("/v1/inspect", files={"file": (ok.name, ok.read_bytes(), "image/jpeg")},
+                                  headers={"Idempotency-Key": "trigger-77"}).json()
+                    assert body["decision"] == "review"
+                    c.post(f"/v1/inspections/{body['id']}/disposition", json={"decision": "defective", "note": "crack"})
+                    wait_for(lambda: any(t.endswith("/disposition") for t, _ in list(plc.messages)), 20)
+            finally:
+                publisher.close()
+    finally:
+        plc.close()
+    (said,) = [m for t, m in plc.messages if t == "castinspect/line-4/disposition"]
+    assert (said["id"], said["part"], said["result"], said["class"]) == (body["id"], "trigger-77", "NG", "def_front")
+    assert (said["model_decision"], said["who"], said["note"]) == ("review", "local", "crack")
+    assert [m["result"] for m in plc.inspections()] == ["REVIEW"]

@@ -73,6 +73,8 @@ class InspectionLog:
         self._probe_lock = threading.Lock()
         self.writer = Writer(Database(target), target.describe(), commit_timeout, self._same_file,
                              self._reconnect, target.location)
+        # a disposition's message for the line, written in its transaction (``enable_outbox``)
+        self.on_disposition: Callable[[Database, dict], None] | None = None
 
     @classmethod
     def open(cls, url: str | Path = DEFAULT_DB, station: str | None = None, create: bool = True,
@@ -126,15 +128,25 @@ class InspectionLog:
         return self.writer.submit(rows, blobs)
 
     def enable_outbox(self, station: str, build: Callable[[dict], tuple[str, str]],
-                      after_commit: Callable[[], None] | None = None) -> None:
+                      after_commit: Callable[[], None] | None = None,
+                      build_disposition: Callable[[dict, str], tuple[str, str]] | None = None) -> None:
         """From now on every new record also leaves a message in the outbox, in the same
         transaction: ``build(record)`` gives its (topic, payload); ``after_commit`` is told when
-        a commit is in (``station.mqtt`` sends the outbox)."""
+        a commit is in (``station.mqtt`` sends the outbox). With ``build_disposition(entry,
+        station)``, so does every disposition recorded here, for the station of the part (this
+        one's where the part names none), whose publisher sends it."""
         def add(db: Database, rows: list[tuple]) -> None:
             now = utc_now()
             db.executemany("INSERT INTO outbox (station, topic, payload, created) VALUES (?, ?, ?, ?)",
                            [(station, *build(row_dict(r)), now) for r in rows])
+
+        def add_disposition(db: Database, entry: dict) -> None:
+            to = entry.get("station") or station
+            db.execute("INSERT INTO outbox (station, topic, payload, created) VALUES (?, ?, ?, ?)",
+                       (to, *build_disposition(entry, to), utc_now()))
         self.writer.on_new, self.writer.after_commit = add, after_commit
+        if build_disposition is not None:
+            self.on_disposition = add_disposition
 
     def run(self, work: Callable[[Database], Any]) -> Any:
         """``work(db)`` in a transaction of its own on the writer's connection (a disposition, a

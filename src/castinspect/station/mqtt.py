@@ -1,6 +1,7 @@
 """MQTT for the line: every judgement to the PLC or MES, through an outbox in the log.
 
     castinspect/<station>/inspection   one JSON message per judgement, QoS 1, in order
+    castinspect/<station>/disposition  a person's decision on one of the station's parts, QoS 1
     castinspect/<station>/status       retained: online (with the model) or offline (the last will)
     castinspect/<station>/drift        retained: the drift state, when it changes
 
@@ -43,6 +44,17 @@ def message(row: dict, station: str) -> tuple[str, str]:
     return topic(station, "inspection"), json.dumps(body)
 
 
+def disposition_message(entry: dict, station: str) -> tuple[str, str]:
+    """(topic, JSON payload) of a person's disposition: the part's final result."""
+    key = entry.get("request_key") or ""
+    part = key.split(":", 2)[2] if key.startswith("watch:") else key or entry["source"]
+    body = {"id": entry["inspection_id"], "disposition_id": entry["id"], "part": part,
+            "result": RESULT[entry["decision"]], "decision": entry["decision"], "class": entry["label"],
+            "model_decision": entry["model_decision"], "who": entry["who"], "role": entry["role"],
+            "note": entry["note"], "time": entry["time"], "source": entry["source"], "station": station}
+    return topic(station, "disposition"), json.dumps(body)
+
+
 def parse(url: str) -> tuple[str, int, str | None, str | None]:
     """``mqtt://[user[:password]@]host[:port]`` -> (host, port, user, password)."""
     parts = urlsplit(url)
@@ -61,7 +73,7 @@ class Publisher:
 
         self.host, self.port, user, password = parse(url)
         self.log, self.station, self.model = log_, station, model
-        log_.enable_outbox(station, lambda row: message(row, station), self.notify)
+        log_.enable_outbox(station, lambda row: message(row, station), self.notify, disposition_message)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"castinspect-{station}-{uuid.uuid4().hex[:8]}")
         if user:
             self.client.username_pw_set(user, password)

@@ -69,17 +69,20 @@ def dispose(log, inspection_id: str, decision: str, label: str, who: Person, not
     def work(db: Database) -> dict:
         if db.execute("SELECT 1 FROM dispositions WHERE id = ?", [entry["id"]]).fetchone():
             return entry  # the retry of a commit that landed
-        row = db.execute("SELECT time, decision, disposition FROM inspections WHERE id = ?",
-                         [inspection_id]).fetchone()
+        row = db.execute("SELECT time, decision, disposition, station, source, request_key FROM inspections "
+                         "WHERE id = ?", [inspection_id]).fetchone()
         if row is None:
             raise LookupError(f"no inspection {inspection_id}")
-        when, model_decision, previous = row
+        when, model_decision, previous, station, source, key = row
         db.execute(f"INSERT INTO dispositions ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})",
                    [entry[f] for f in FIELDS])
         db.execute("UPDATE inspections SET disposition = ?, awaiting = NULL WHERE id = ?", [decision, inspection_id])
         before = previous or model_decision
         if before != decision:
             count_final(db, Counter({(when, before): -1, (when, decision): 1}))
+        if log.on_disposition is not None:  # the line hears it (MQTT), from the same transaction
+            log.on_disposition(db, {**entry, "model_decision": model_decision, "station": station, "source": source,
+                                    "request_key": key})
         return entry
 
     return log.run(work)

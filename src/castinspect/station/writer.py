@@ -168,6 +168,8 @@ class Writer:
                 continue
             self.last_commit, self.write_error = utc_now(), None
             job.done.set_result(result)
+            if self.after_commit is not None:
+                self.after_commit()
             return
         text = f"{type(error).__name__}: {error}"
         self.write_error = (utc_now(), text)
