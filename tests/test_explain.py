@@ -86,7 +86,7 @@ def test_explain_command_writes_one_png_per_photo(model_path, synth_root, tmp_pa
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(p.split("/")[-1].replace(".jpeg", ".png") for p in files)
     png = cv2.imread(str(tmp_path / "out" / written[0]))
-    assert png.shape[1] == 600  # photo and heatmap side by side, 300 px each
+    assert png.shape[1] == 644  # photo and heatmap side by side, 300 px each, and the colour scale
 
 
 def test_explain_with_an_onnx_model_is_a_clear_error(model_path, tmp_path):
@@ -104,3 +104,23 @@ def test_report_shows_galleries_with_heatmaps(trained_run):
     html = (trained_run[0].run_dir / "report.html").read_text()
     for heading in ("Misclassified", "Correct, nearest the threshold", "Random photos", "Grad-CAM"):
         assert heading in html
+
+
+def test_a_confident_ok_part_has_a_darker_heatmap_than_a_defective_one(blob_model):
+    """Heatmaps are scaled by p(defect), not each to its own peak: the map of a plain disc the
+    model calls OK holds less than that of a disc with a blowhole."""
+    from conftest import make_casting
+
+    rng = np.random.default_rng(5)
+    ok = np.stack([make_casting(rng, None, SIZE) for _ in range(6)])
+    bad = np.stack([blob_photo(rng, (SIZE // 2 + 20, SIZE // 2)) for _ in range(6)])
+    p_ok = 1 - blob_model.probabilities(ok)[:, blob_model.ok_index]
+    p_bad = 1 - blob_model.probabilities(bad)[:, blob_model.ok_index]
+    assert p_ok.max() < 0.5 < p_bad.min(), (p_ok, p_bad)
+    heat_ok, heat_bad = blob_model.heatmaps(ok), blob_model.heatmaps(bad)
+    assert heat_ok.max(axis=(1, 2)).max() < heat_bad.max(axis=(1, 2)).min()
+    assert heat_ok.mean() < heat_bad.mean() / 3
+    # and the overlay of a map with no evidence is the photo itself
+    from castinspect.inference.explain import overlay
+
+    assert np.array_equal(overlay(ok[0], np.zeros_like(heat_ok[0]))[..., 0], ok[0])

@@ -69,7 +69,7 @@ def test_inspect_answers_and_logs_the_judgement(client, predictor, log):
 def test_heatmap_is_a_png_overlay(client):
     body = client.post("/v1/inspect?heatmap=1", files=upload(DEF[1])).json()
     img = cv2.imdecode(np.frombuffer(base64.b64decode(body["heatmap_png"]), np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == (300, 300, 3)
+    assert img.shape == (300, 644, 3)  # the photo, its overlay beside it, the colour scale
     assert "heatmap_png" not in client.post("/v1/inspect", files=upload(DEF[1])).json()
 
 
@@ -132,7 +132,9 @@ def test_listing_filters_and_stats(client):
     assert client.get("/v1/inspections?decision=maybe").status_code == 422
     stats = client.get("/v1/stats").json()
     assert stats["last_hour"]["total"] == len(decisions) == stats["this_server"]["total"]
-    assert stats["last_hour"]["reject_rate"] == pytest.approx(n_def / len(decisions))
+    n_review = decisions.count("review")  # awaiting a person: neither rejected nor passed
+    assert stats["last_hour"]["awaiting_review"] == n_review
+    assert stats["last_hour"]["reject_rate"] == pytest.approx(n_def / (len(decisions) - n_review))
     assert client.get("/v1/inspections/nope").status_code == 404
 
 
@@ -156,6 +158,11 @@ def test_page_docs_and_health(client):
     assert client.get("/openapi.json").json()["paths"]["/v1/inspect"]
     docs = client.get("/docs").text  # offline API reference: no CDN scripts
     assert "POST /v1/inspect" in docs and "GET /v1/inspections" in docs and "<script" not in docs
+    # each route's answer has its shape, and a curl command to copy
+    assert "answer: <a href='#shape-Judgement'>Judgement</a>" in docs and "id='shape-Judgement'" in docs
+    assert "<td><code>p_defect</code></td><td>float?</td>" in docs
+    assert 'curl -H &quot;Authorization: Bearer $CASTINSPECT_TOKEN&quot; -F file=@part.jpg http://testserver/v1/inspect' in docs
+    assert "-d &#x27;{&quot;decision&quot;: &quot;ok&quot;}&#x27; http://testserver/v1/inspections/INSPECTION_ID/disposition" in docs
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["schema_version"] >= 2
 

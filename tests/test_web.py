@@ -38,7 +38,7 @@ def test_upload_shows_verdict_heatmap_and_counters(station, tmp_path):
     verdict = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .verdict"))[0]
     assert verdict.text in ("OK", "NG", "REVIEW")
     heatmap = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.heatmap"))[0]
-    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) == 300)
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) == 644)
     (row,), total = log.page()
     assert total == 1 and {"OK": "ok", "NG": "defective", "REVIEW": "review"}[verdict.text] == row["decision"]
     # the live list and counters pick the inspection up
@@ -138,10 +138,9 @@ def test_a_borderline_part_is_settled_with_the_keyboard(tmp_path):
             photo = sorted((SAMPLES / "ok_front").iterdir())[0]
             driver.find_element(By.ID, "file-input").send_keys(str(photo))
             wait.until(lambda d: d.find_element(By.ID, "queue-source").text == photo.name)
-            for image in ("queue-photo", "queue-heatmap"):
-                element = driver.find_element(By.ID, image)
-                wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
-                                                      element) > 0)
+            explained = driver.find_element(By.ID, "queue-heatmap")  # the photo, its heatmap, the scale
+            wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                  explained) == 644)
             wait.until(lambda d: d.find_element(By.ID, "count-review").text == "1")
             assert driver.find_element(By.ID, "count-ng").text == "0"
             driver.find_element(By.TAG_NAME, "body").send_keys("d")

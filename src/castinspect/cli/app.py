@@ -65,6 +65,9 @@ UnfamiliarOpt = Annotated[str, typer.Option(
     "--on-unfamiliar", metavar="review|reject|judge",
     help="A photo unlike the training photos (unfamiliar to the model, blurred, over- or under-exposed, small, distorted): "
          "send it to review, reject it, or judge it as any other.")]
+CostEscapeOpt = Annotated[Optional[float], typer.Option(metavar="COST", help="What one defect passed as OK costs (any unit, e.g. euros): with --cost-false-reject, the expected cost per 1,000 parts at each threshold.")]
+CostFalseRejectOpt = Annotated[Optional[float], typer.Option(metavar="COST", help="What one good part scrapped costs.")]
+CostReviewOpt = Annotated[float, typer.Option(metavar="COST", help="What one part sent to a person costs (with a review band).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Also the images in every sub-folder of a folder given.")]
 # What a library call raises for a user's mistake (a missing folder, a bad model file, a bad
 # value): one line on stderr and exit 2, never a traceback.

@@ -10,6 +10,9 @@ import typer
 from castinspect.cli.app import (
     Backend,
     BackendOpt,
+    CostEscapeOpt,
+    CostFalseRejectOpt,
+    CostReviewOpt,
     ModelOpt,
     RecordFormat,
     RecursiveOpt,
@@ -26,6 +29,7 @@ from castinspect.cli.app import (
 from castinspect.cli.render import (
     PREDICT_CSV_FIELDS,
     Tally,
+    print_decision,
     print_metrics,
     print_robustness,
     shown,
@@ -98,8 +102,9 @@ def explain(
     recursive: RecursiveOpt = False,
 ) -> None:
     """Grad-CAM heatmaps: for each photo a PNG named after it in --out, the photo and the heatmap
-    over it side by side, with the decision, label, p(defect) and threshold. Exit 1 if any file
-    was not judged.
+    over it side by side with its colour scale, under the decision (review with --review-band,
+    as predict), label, p(defect) and threshold. The heatmap is scaled by p(defect): a confident
+    OK part shows no colour. Exit 1 if any file was not judged.
 
     Example: castinspect explain photos/ --out heatmaps/
     """
@@ -128,40 +133,51 @@ def evaluate(
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics here.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics, and every photo's score, here.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
-    train_root: Annotated[Optional[Path], typer.Option(help="Training photos: also report the subset of parts not among them.")] = None,
+    train_root: Annotated[Optional[Path], typer.Option(help="The model's training photos (default: its run's split.csv, or the training data it records, where they are here): photos among them are counted and set aside.")] = None,
     split_name: Annotated[Split, typer.Option("--split", help="With a manifest: which split to evaluate.")] = Split.test,
     robustness: Annotated[bool, typer.Option(help="Also judge every photo under the line-variation suite.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the line-variation suite.")] = 0,
     backend: BackendOpt = Backend.auto,
+    cost_escape: CostEscapeOpt = None,
+    cost_false_reject: CostFalseRejectOpt = None,
+    cost_review: CostReviewOpt = 0.0,
 ) -> None:
-    """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects, AUCs.
-    With --train-root, also the leak-free subset: photos with no near-copy in the training data.
-    With --robustness, also accuracy, escapes and false rejects under each line variation
-    (light, contrast, gamma, uneven light, blur, noise, JPEG, rotation, shift, scale).
+    """Judge every image in DATA_DIR/<class>/ and report accuracy, escapes, false rejects (each
+    rate with its 95% interval), AUCs. Photos that are training photos or near-copies of them are
+    counted and the numbers without them shown beside. With costs, the expected cost per 1,000
+    parts at each threshold and the cheapest. With --robustness, also accuracy, escapes and false
+    rejects under each line variation (light, contrast, gamma, uneven light, blur, noise, JPEG,
+    rotation, shift, scale).
 
-    Example: castinspect evaluate ../shared/data/casting_data/test --train-root ../shared/data/casting_data
+    Example: castinspect evaluate ../shared/data/casting_data/test --cost-escape 500 --cost-false-reject 20 --report test.html
     """
-    from castinspect.core.provenance import provenance
     from castinspect.evaluation.evaluate import evaluate as run_evaluation
-    from castinspect.evaluation.evaluate import evaluate_robustness, write_metrics
+    from castinspect.evaluation.evaluate import (
+        evaluate_robustness,
+        training_photos,
+        write_metrics,
+    )
+    from castinspect.evaluation.results import evaluation_summary, overlap_warning
     from castinspect.evaluation.robustness import has_review_band
     from castinspect.inference.predict import Predictor
 
     with user_errors():
+        costs = cost_model(cost_escape, cost_false_reject, cost_review)
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value)
-        result = run_evaluation(predictor, data_dir, strict=strict, train_root=train_root, split=split_name.value)
+        training = training_photos(model, predictor.checkpoint, train_root)
+        result = run_evaluation(predictor, data_dir, strict=strict, split=split_name.value, training=training)
     for e in result.errors:
         say(f"skipped {shown(str(e))}")
-    metrics = {"provenance": provenance(), "model": predictor.model_id, "threshold": predictor.threshold,
-               "data": str(data_dir), "evaluation": result.metrics}
-    if "leak_free" in result.metrics:
-        metrics["leak_free"] = result.metrics.pop("leak_free")
-        say(f"leak-free subset: {metrics['leak_free']['n']} photos; "
-            f"{metrics['leak_free']['removed_as_copies']} set aside as copies of training photos")
+    result.name = split_name.value if data_dir.suffix.lower() == ".csv" else data_dir.name
+    metrics = evaluation_summary(predictor, result, model, data_dir, split_name.value, costs)
+    warning = overlap_warning(metrics["overlap"])
+    say(f"WARNING: {warning}" if warning else "overlap with the training photos: "
+        + (f"none ({metrics['overlap']['source']})" if metrics["overlap"]["count"] == 0 else metrics["overlap"]["reason"]))
     print_metrics(metrics, [k for k in ("evaluation", "leak_free") if k in metrics])
+    print_decision(metrics["decision"])
     suite = None
     if robustness:
         suite = evaluate_robustness(predictor, result, seed)
@@ -172,5 +188,13 @@ def evaluate(
     if report:
         from castinspect.evaluation.report import write_report
         write_report(report, [result], predictor, robustness=suite.results if suite else None,
-                     samples=suite.samples if suite else None)
+                     samples=suite.samples if suite else None, provenance=metrics["provenance"], costs=costs)
         err.print(f"report: {report}", highlight=False, markup=False)
+
+
+def cost_model(escape: float | None, false_reject: float | None, review: float):
+    from castinspect.evaluation.thresholds import Costs
+
+    if (escape is None) != (false_reject is None):
+        raise ValueError("give both --cost-escape and --cost-false-reject (and optionally --cost-review)")
+    return None if escape is None else Costs(escape, false_reject, review)

@@ -20,6 +20,7 @@ from castinspect.cli.app import (
     BackboneChoice,
     CheckpointArg,
     Device,
+    ReviewOpt,
     SizeChoice,
     app,
     duration,
@@ -133,6 +134,33 @@ def export(
         path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
     extra = f", INT8 calibrated on {len(images)} training photos" if int8 else ""
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{extra}); model {ckpt.model_id}",
+              highlight=False, markup=False)
+
+
+@app.command()
+def threshold(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory train wrote (its model.ckpt and split.csv), or its model.ckpt.")],
+    cost_escape: Annotated[float, typer.Option(metavar="COST", help="What one defect passed as OK costs (any unit).")],
+    cost_false_reject: Annotated[float, typer.Option(metavar="COST", help="What one good part scrapped costs.")],
+    cost_review: Annotated[float, typer.Option(metavar="COST", help="What one part sent to a person costs (with --review-band).")] = 0.0,
+    review_band: ReviewOpt = None,
+    out_file: Annotated[Optional[Path], typer.Option("--model-out", metavar="FILE", help="Where the copy goes (default: model-cost.ckpt in the run directory).")] = None,
+) -> None:
+    """Choose the threshold as a cost decision on the run's validation photos — the one with the
+    lowest expected cost per 1,000 parts — and write it into a copy of the model.
+
+    Example: castinspect threshold runs/line1 --cost-escape 500 --cost-false-reject 20
+    """
+    from castinspect.evaluation.thresholds import Costs, threshold_for_costs
+
+    with user_errors():
+        result = threshold_for_costs(run_dir, Costs(cost_escape, cost_false_reject, cost_review), out_file,
+                                     review_band)
+    was, now = result["previous"], result["chosen"]
+    for name, r in (("was", was), ("now", now)):
+        say(f"{name}: threshold {r['threshold']:.4f}: {r['escapes']} escapes, {r['false_rejects']} false rejects, "
+            f"{r['reviewed']} to review on {result['photos']} validation photos; {r['cost_per_1000']:.2f} per 1,000 parts")
+    out.print(f"wrote {result['file']} (model {result['model']}, threshold {now['threshold']:.4f})",
               highlight=False, markup=False)
 
 

@@ -97,7 +97,39 @@ def print_metrics(metrics: dict, sections: list[str]) -> None:
     for label, key, pattern in METRIC_ROWS:
         if any(key in metrics[s] for s in sections):
             table.add_row(label, *[fmt(metrics[s].get(key), pattern) for s in sections])
+    for label, key in RATE_ROWS:
+        if any(key in metrics[s].get("rates", {}) for s in sections):
+            table.add_row(label, *[interval(metrics[s].get("rates", {}).get(key)) for s in sections])
+    if any("rates" in metrics[s] for s in sections):
+        table.caption = f"intervals: {next(metrics[s]['interval'] for s in sections if 'interval' in metrics[s])}"
     out.print(table)
+
+
+RATE_ROWS = [("accuracy, 95% interval", "accuracy"), ("escape rate, 95% interval", "escape_rate"),
+             ("false-reject rate, 95% interval", "false_reject_rate"), ("defect recall, 95% interval", "recall")]
+
+
+def interval(r: dict | None) -> str:
+    return "-" if not r or r["value"] is None else f"[{r['low']:.4f}, {r['high']:.4f}] ({r['k']}/{r['n']})"
+
+
+def print_decision(decision: dict | None) -> None:
+    """The model's threshold in line terms, and the cost-optimal one where costs were given."""
+    if not decision:
+        return
+    at = decision["at_threshold"]
+    line = (f"at threshold {at['threshold']:.4f}: {at['escapes']} escapes, {at['false_rejects']} false rejects, "
+            f"{at['reviewed']} to review")
+    if "cost_per_1000" in at:
+        line += f"; expected cost {at['cost_per_1000']:.2f} per 1,000 parts"
+    out.print(line, highlight=False)
+    best = decision.get("cost_optimal")
+    if best:
+        out.print(f"cost-optimal threshold on these photos: {best['threshold']:.4f} ({best['escapes']} escapes, "
+                  f"{best['false_rejects']} false rejects, {best['reviewed']} to review; "
+                  f"{best['cost_per_1000']:.2f} per 1,000 parts)", highlight=False)
+    if decision.get("warning"):
+        out.print(f"warning: {decision['warning']}", highlight=False)
 
 
 def print_robustness(results: dict, summary: dict, band: bool) -> None:

@@ -34,6 +34,7 @@ class Evaluation:
     probs: np.ndarray
     inspections: list[Inspection]
     errors: list[ImageError] = field(default_factory=list)
+    copied: np.ndarray | None = None  # per photo: is it (a near-copy of) a training photo
 
     def images(self, classes: list[str]) -> ImageSet:
         """The photos that were judged, with their true labels."""
@@ -85,14 +86,18 @@ def flagged_metrics(inspections: list[Inspection], right: np.ndarray) -> dict:
 
 
 def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: bool = False,
-             train_root: str | os.PathLike | None = None, split: str = "test") -> Evaluation:
+             train_root: str | os.PathLike | None = None, split: str = "test",
+             training: "TrainingPhotos | None" = None) -> Evaluation:
     """Judge every image of ``data`` — a folder of class folders, a manifest (its ``split``
     rows) or an ImageSet — and compare with the labels.
 
-    With ``train_root`` (the training photos, or a dataset root holding ``train/``), the photos
-    whose part also appears there (byte-identical or a near-duplicate, see ``data.parts``) are set
-    aside, and ``metrics["leak_free"]`` holds the metrics of the rest: parts the model never saw.
+    With the model's training photos (``training``, or ``train_root``: the training photos, or a
+    dataset root holding ``train/``), ``metrics["overlap"]`` counts the photos whose part also
+    appears there (byte-identical or a near-duplicate, see ``data.parts``), and where there are
+    any, ``metrics["leak_free"]`` holds the metrics of the rest: parts the model never saw.
     """
+    if train_root is not None:
+        training = TrainingPhotos(load_split(train_root, "train").paths, f"--train-root {train_root}")
     if isinstance(data, ImageSet):
         images = data
     elif is_manifest(data):
@@ -104,15 +109,52 @@ def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: b
     result = evaluate_arrays(predictor, split, decoded.images, decoded.labels, decoded.paths, decoded.reasons)
     result.errors = decoded.errors
     result.metrics["unreadable"] = [str(e) for e in decoded.errors]
-    if train_root is not None:
+    if training is not None and training.paths is not None:
         from castinspect.data.parts import copies_in
 
-        copied = copies_in(decoded.paths, load_split(train_root, "train").paths)
-        keep = np.flatnonzero(~copied)
-        subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
-                                 [decoded.paths[i] for i in keep], [decoded.reasons[i] for i in keep])
-        result.metrics["leak_free"] = {**subset.metrics, "removed_as_copies": int(copied.sum())}
+        copied = copies_in(decoded.paths, training.paths)
+        result.metrics["overlap"] = {"count": int(copied.sum()), "of": len(decoded.paths),
+                                     "training_photos": len(training.paths), "source": training.source}
+        result.copied = copied
+        if copied.any():
+            keep = np.flatnonzero(~copied)
+            subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
+                                     [decoded.paths[i] for i in keep], [decoded.reasons[i] for i in keep])
+            result.metrics["leak_free"] = {**subset.metrics, "removed_as_copies": int(copied.sum())}
+    else:
+        result.metrics["overlap"] = {"count": None, "reason": training.source if training else
+                                     "the model's training photos are not known here: pass --train-root"}
     return result
+
+
+@dataclass
+class TrainingPhotos:
+    """The photos a model was trained on (None when unknown), and where that comes from (or why
+    they are unknown)."""
+
+    paths: list[str] | None
+    source: str
+
+
+def training_photos(model_file: str | os.PathLike | None, checkpoint, train_root=None) -> TrainingPhotos:
+    """What the model was trained on, from the most exact source there is: ``train_root``, the
+    run's ``split.csv`` beside the model file (its train rows: exactly the photos fitted), or
+    the training data the checkpoint records (every photo of its ``train`` split, of which the
+    validation photos were carved), where that is on this machine."""
+    if train_root is not None:
+        return TrainingPhotos(load_split(train_root, "train").paths, f"--train-root {train_root}")
+    if model_file is not None and (Path(model_file).parent / "split.csv").is_file():
+        manifest = Path(model_file).parent / "split.csv"
+        return TrainingPhotos(read_manifest(manifest, "train").paths, f"the run's {manifest}")
+    root = (checkpoint.info.get("data", {}) or {}).get("root") if checkpoint is not None else None
+    if root and Path(root).exists():
+        try:
+            return TrainingPhotos(load_split(root, "train").paths, f"the training data the model records ({root})")
+        except (OSError, ValueError):
+            pass
+    if root:
+        return TrainingPhotos(None, f"the model's training photos ({root}) are not on this machine: pass --train-root")
+    return TrainingPhotos(None, "the model does not record its training photos: pass --train-root")
 
 
 @dataclass
@@ -137,7 +179,9 @@ def evaluate_robustness(predictor: Predictor, result: Evaluation, seed: int = 0)
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
-    Path(path).write_text(json.dumps(finite(metrics), indent=2) + "\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(metrics), indent=2) + "\n")
 
 
 def finite(obj):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from castinspect.core.decision import defect_probability, in_review_band
+from castinspect.evaluation.rates import METHOD, line_rates
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -179,12 +180,14 @@ def summarize(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray, classes:
         "per_class": per_class_prf(cm, classes),
     }
     if ok_index is None:
-        return {**common, "task": "defect types", "threshold": None, "errors": int((preds != labels).sum())}
+        return {**common, "task": "defect types", "threshold": None, "errors": int((preds != labels).sum()),
+                "rates": line_rates(labels, preds), "interval": METHOD}
     y = (labels != ok_index).astype(int)
     p = defect_probability(probs, ok_index)
     return {
         **common,
         **binary_summary(y, p, threshold),
+        "rates": line_rates(labels, preds, y, p >= threshold), "interval": METHOD,
         "roc_auc": roc_auc(y, p),
         "pr_auc": average_precision(y, p),
         "brier": brier_score(y, p),

@@ -6,9 +6,11 @@ defect log-odds with respect to it, the weighted sum is clipped at zero and upsa
 photo. A short implementation on purpose: captum would add a dependency for ten lines of maths.
 
 The score explained is the defect log-odds, log p(defective) - log p(ok), so the heatmap shows
-what pushes the part towards "defective" whatever the verdict. Each map is scaled to its own peak
-(usual for Grad-CAM): on a part judged OK it shows the little that pushed that way, so read it
-with the probability beside it.
+what pushes the part towards "defective" whatever the verdict. ``gradcam`` scales each map to its
+own peak (where the evidence lies); what is shown is that times p(defect) (``Predictor.heatmaps``),
+so the colour says how much evidence, not only where: a confident OK part stays dark, and the
+colour bar reads the same on every photo. The overlay's opacity follows the value, so a photo
+with no evidence shows as the photo itself.
 """
 
 from __future__ import annotations
@@ -55,19 +57,40 @@ def gradcam(model: Network, images: np.ndarray, ok_index: int | None, batch_size
     return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
 
 
-def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """The heatmap (any size, [0, 1]) blended over the photo in the JET colours: BGR, photo size."""
+HEATMAP_CAPTION = ("Heatmap: where the model saw evidence of a defect (Grad-CAM), scaled by p(defect), "
+                   "on one scale for every photo: a confident OK part shows no colour; 1 is a certain "
+                   "defect's strongest spot.")
+
+
+def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """The heatmap (any size, [0, 1]) over the photo in the JET colours, each pixel's opacity its
+    value times ``alpha`` (no evidence: the photo as it is): BGR, photo size."""
     h, w = gray.shape
-    heat = cv2.resize(heatmap.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    photo = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    return cv2.addWeighted(photo, 1 - alpha, colour, alpha, 0)
+    heat = np.clip(cv2.resize(heatmap.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
+    photo = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR).astype(np.float32)
+    a = (alpha * heat)[..., None]
+    return np.clip(photo * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+
+
+def colour_bar(height: int, width: int = 44) -> np.ndarray:
+    """The heatmap's colour scale, 0 at the bottom to 1 at the top, labelled: BGR."""
+    bar = np.zeros((height, width, 3), np.uint8) + 255
+    ramp = np.linspace(255, 0, height).astype(np.uint8)[:, None].repeat(12, axis=1)
+    bar[:, 4:16] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+    for value, y in (("1", 10), ("0.5", height // 2 + 4), ("0", height - 3)):
+        cv2.putText(bar, value, (19, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
+    return bar
+
+
+def explained(gray: np.ndarray, heatmap: np.ndarray, width: int = 300) -> np.ndarray:
+    """The photo, its heatmap overlay beside it and the colour scale: BGR, ``width`` per picture."""
+    h = int(round(gray.shape[0] * width / gray.shape[1]))
+    photo = cv2.resize(gray, (width, h), interpolation=cv2.INTER_AREA)
+    return np.hstack([cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR), overlay(photo, heatmap), colour_bar(h)])
 
 
 def side_by_side(gray: np.ndarray, heatmap: np.ndarray, insp: Inspection, width: int = 300) -> np.ndarray:
-    """The photo and its heatmap overlay side by side, under the verdict banner (label,
-    p(defect), threshold): BGR."""
-    h = int(round(gray.shape[0] * width / gray.shape[1]))
-    photo = cv2.resize(gray, (width, h), interpolation=cv2.INTER_AREA)
-    return np.vstack([banner(insp, 2 * width), np.hstack([cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR),
-                                                          overlay(photo, heatmap)])])
+    """``explained`` under the verdict banner (label, p(defect), threshold): BGR."""
+    picture = explained(gray, heatmap, width)
+    return np.vstack([banner(insp, picture.shape[1]), picture])

@@ -150,7 +150,8 @@ class Predictor:
         probs, familiarity = self.judge(x)
         insp = self.inspections([name], probs, [self.quality_reasons(gray, colour) or []], familiarity)[0]
         insp.photo = seen
-        insp.heatmap = self.heatmaps(x)[0] if heatmap else None
+        if heatmap:
+            insp.heatmap = self.heatmaps(x, [insp.p_defect if insp.p_defect is not None else insp.score])[0]
         return insp
 
     def read(self, source: Source, name: str) -> tuple[np.ndarray, float]:
@@ -247,14 +248,20 @@ class Predictor:
             raise ValueError("heatmaps need the model's checkpoint (.ckpt): an exported .onnx model "
                              "has no gradients; pass --model with the checkpoint it was exported from")
 
-    def heatmaps(self, images: np.ndarray) -> np.ndarray:
-        """Grad-CAM heatmaps (N, S, S) in [0, 1] for decoded images: where the model saw defect.
-        They need the checkpoint's gradients, whatever backend judges the photos."""
+    def heatmaps(self, images: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
+        """Heatmaps (N, S, S) in [0, 1] for decoded images: where the model saw defect (Grad-CAM,
+        each map to its peak) times how sure it is (``strength``: p(defect), or the defect type's
+        probability without an OK class; computed when not given), so a confident OK part's map
+        is dark. They need the checkpoint's gradients, whatever backend judges the photos."""
         self.require_checkpoint()
         if self._cam_model is None:
             self._cam_model = self.checkpoint.build_network()
         from castinspect.inference.explain import gradcam
-        return gradcam(self._cam_model, images, self.ok_index)
+        if strength is None:
+            probs, _ = self.judge(images)
+            strength = probs.max(axis=1) if self.ok_index is None else defect_probability(probs, self.ok_index)
+        cams = gradcam(self._cam_model, images, self.ok_index)
+        return cams * np.asarray(strength, np.float32).reshape(-1, 1, 1)
 
 
 def _named(sources: Iterable[Source], names: Iterable[str] | None) -> Iterator[tuple[str, Source]]:

@@ -45,9 +45,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from castinspect.station import registry, review
+from castinspect.station import schemas as S
 from castinspect.station.access import ENGINEER, LOCAL
 from castinspect.station.apidoc import api_reference
 from castinspect.station.metrics import CONTENT_TYPE
+from castinspect.station.schemas import shape
 from castinspect.station.service import Station
 from castinspect.station.upload import MAX_BATCH_FILES, MEDIA_TYPES, upload_label
 
@@ -105,18 +107,19 @@ async def one_file(request: Request) -> None:
         raise HTTPException(422, "file: one photo per request (use /v1/inspect/batch for several)")
 
 
-@api.post("/v1/inspect", responses=PHOTO_ERRORS, dependencies=[Depends(one_file)])
+@api.post("/v1/inspect", responses={**PHOTO_ERRORS, **shape(S.Judgement)}, dependencies=[Depends(one_file)])
 async def inspect(s: StationDep,
                   file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, BMP, TIFF or WebP).")],
                   key: Annotated[Optional[str], Depends(request_key)],
-                  heatmap: Annotated[bool, Query(description="Add a PNG heatmap overlay (base64).")] = False) -> dict:
+                  heatmap: Annotated[bool, Query(description="Add a PNG (base64): the photo, its heatmap overlay beside it "
+                                                   "(scaled by p(defect)) and the colour scale.")] = False) -> dict:
     """Judge one photo; the answer comes after its record is committed. With an
     ``Idempotency-Key`` (or ``X-Request-Id``) header already recorded, the first answer, marked
     ``replayed``; without one, every request is a new record."""
     return await s.inspect(file.file, upload_label(file.filename), heatmap, key)
 
 
-@api.post("/v1/inspect/batch", responses=PHOTO_ERRORS)
+@api.post("/v1/inspect/batch", responses={**PHOTO_ERRORS, **shape(S.Batch)})
 async def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(description="Up to 64 photos.")],
                         key: Annotated[Optional[str], Depends(request_key)]) -> dict:
     """Judge several photos in one request. Each unreadable photo gets an ``error`` entry; the
@@ -127,7 +130,7 @@ async def inspect_batch(s: StationDep, files: Annotated[list[UploadFile], File(d
     return await s.inspect_batch([upload_label(f.filename) for f in files], [f.file for f in files], key)
 
 
-@api.get("/v1/inspections")
+@api.get("/v1/inspections", responses=shape(S.Page))
 def inspections(s: StationDep,
                 limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 50,
                 offset: Annotated[int, Query(ge=0, le=10 ** 12, description="Rows to skip (newest first).")] = 0,
@@ -138,7 +141,7 @@ def inspections(s: StationDep,
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@api.get("/v1/inspections/{inspection_id}")
+@api.get("/v1/inspections/{inspection_id}", responses={**shape(S.Record), 404: {"description": "no such inspection"}})
 def inspection(s: StationDep, inspection_id: str) -> dict:
     row = s.log.get(inspection_id)
     if row is None:
@@ -158,7 +161,8 @@ def inspection_image(s: StationDep, inspection_id: str) -> Response:
 
 @api.get("/v1/inspections/{inspection_id}/heatmap", responses={404: {"description": "no stored photo"}})
 async def inspection_heatmap(s: StationDep, inspection_id: str) -> Response:
-    """The stored photo with the served model's heatmap over it (PNG), for the review queue."""
+    """The stored photo, the served model's heatmap over it beside, and the colour scale (PNG),
+    for the review queue."""
     return Response(await s.heatmap(inspection_id), media_type="image/png")
 
 
@@ -170,7 +174,7 @@ class Disposition(BaseModel):
 
 
 @api.post("/v1/inspections/{inspection_id}/disposition", responses={
-    404: {"description": "no such inspection"}, 422: {"description": "a label the model does not have"}})
+    **shape(S.Disposed), 404: {"description": "no such inspection"}, 422: {"description": "a label the model does not have"}})
 def disposition(s: StationDep, who: PersonDep, inspection_id: str, body: Disposition) -> dict:
     """Settle a part: the person's decision is stored beside the model's (who: the token's name;
     when), committed before the answer. A second disposition supersedes the first for the counts;
@@ -178,13 +182,13 @@ def disposition(s: StationDep, who: PersonDep, inspection_id: str, body: Disposi
     return s.dispose(inspection_id, body.decision, body.label, body.note, who)
 
 
-@api.get("/v1/inspections/{inspection_id}/dispositions")
+@api.get("/v1/inspections/{inspection_id}/dispositions", responses=shape(S.Dispositions))
 def dispositions(s: StationDep, inspection_id: str) -> dict:
     """Every disposition of one inspection, oldest first; the last is final."""
     return {"items": review.history(s.log, inspection_id)}
 
 
-@api.get("/v1/review")
+@api.get("/v1/review", responses=shape(S.Queue))
 def review_queue(s: StationDep,
                  limit: Annotated[int, Query(ge=1, le=1000, description="Parts per page.")] = 50,
                  offset: Annotated[int, Query(ge=0, le=10 ** 12, description="Parts to skip.")] = 0) -> dict:
@@ -194,13 +198,13 @@ def review_queue(s: StationDep,
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@api.get("/v1/models")
+@api.get("/v1/models", responses=shape(S.Registry))
 def models(s: StationDep) -> dict:
     """The model registry: every registered model and which is active (``serving``: this station's)."""
     return {"items": registry.models(s.log), "active": registry.active(s.log), "serving": s.predictor.model_id}
 
 
-@api.post("/v1/models/{model_id}/promote", responses={403: {"description": "not an engineer's token"},
+@api.post("/v1/models/{model_id}/promote", responses={**shape(S.Promoted), 403: {"description": "not an engineer's token"},
                                                       404: {"description": "no such model in the registry"}})
 def promote(s: StationDep, who: Annotated[review.Person, Depends(engineer)], model_id: str) -> dict:
     """Make a registered model the active one; stations that follow the registry switch to it
@@ -214,7 +218,7 @@ def promote(s: StationDep, who: Annotated[review.Person, Depends(engineer)], mod
     return {**entry, "serving": s.predictor.model_id}
 
 
-@api.get("/v1/me")
+@api.get("/v1/me", responses=shape(S.Me))
 async def me(who: PersonDep) -> dict:
     return {"name": who.name, "role": who.role}
 
@@ -222,7 +226,7 @@ async def me(who: PersonDep) -> dict:
 ISO_TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$"
 
 
-@api.get("/v1/stats")
+@api.get("/v1/stats", responses=shape(S.Stats))
 def stats(s: StationDep, since: Annotated[Optional[str], Query(
         pattern=ISO_TIME, description="Also count from this UTC time on (e.g. the shift's start), hour by hour.")] = None) -> dict:
     """Final decisions (a person's disposition where there is one, else the model's), the parts
@@ -239,7 +243,7 @@ async def drift(s: StationDep) -> dict:
     return s.drift_state()
 
 
-@api.get("/v1/model")
+@api.get("/v1/model", responses=shape(S.ModelInfo))
 async def model(s: StationDep) -> dict:
     return s.model()
 
@@ -250,7 +254,7 @@ async def prometheus(s: StationDep) -> Response:
     return Response(s.metrics.text(), media_type=CONTENT_TYPE)
 
 
-@public.get("/healthz")
+@public.get("/healthz", responses={**shape(S.Health), 503: {"description": "unhealthy: the same shape"}})
 async def healthz(s: StationDep) -> JSONResponse:
     """200 when the model is loaded, the log answers (within half a second, as the log this
     station opened) and its writes neither fail nor hang; 503 when not (no token needed, so it
@@ -268,7 +272,7 @@ async def health(s: StationDep) -> JSONResponse:
 
 @public.get("/docs", response_class=HTMLResponse, include_in_schema=False)
 async def docs(request: Request) -> str:
-    return api_reference(request.app.openapi())
+    return api_reference(request.app.openapi(), str(request.base_url))
 
 
 PAGE = (resources.files("castinspect") / "station" / "web" / "index.html").read_text()

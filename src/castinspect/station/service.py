@@ -23,7 +23,7 @@ from castinspect.core.io import sniff_format
 from castinspect.core.parallel import default_workers
 from castinspect.core.records import Inspection
 from castinspect.inference.annotate import png_base64, png_bytes
-from castinspect.inference.explain import overlay
+from castinspect.inference.explain import explained
 from castinspect.inference.predict import Predictor
 from castinspect.station.database import SCHEMA_VERSION
 from castinspect.station.drift import DriftMonitor
@@ -174,7 +174,7 @@ class Station:
     def _judge_one(self, upload: bytes | IO[bytes], name: str, heatmap: bool) -> tuple:
         data = upload if isinstance(upload, bytes) else upload.read()
         insp = self.predictor.predict_one(data, name, heatmap=heatmap)
-        png = png_base64(overlay(insp.photo, insp.heatmap)) if insp.heatmap is not None else None
+        png = png_base64(explained(insp.photo, insp.heatmap)) if insp.heatmap is not None else None
         insp.photo = insp.heatmap = None  # the answer carries the overlay; the arrays go now
         image = (data, sniff_format(data)) if self.store_images and insp.judged else None
         return insp, png, image_key(data), image
@@ -250,7 +250,8 @@ class Station:
         return {**entry, "history": history(self.log, inspection_id)}
 
     async def heatmap(self, inspection_id: str) -> bytes:
-        """The stored photo of an inspection with the served model's heatmap over it (PNG)."""
+        """The stored photo of an inspection, the served model's heatmap over it beside, and the
+        colour scale (PNG)."""
         if self.predictor.checkpoint is None:
             raise HTTPException(400, "heatmaps need the model's checkpoint; this server runs an exported .onnx model")
         row = await anyio.to_thread.run_sync(self.log.get, inspection_id)
@@ -262,7 +263,7 @@ class Station:
             insp = self.predictor.predict_one(stored[0], row["source"], heatmap=True)
             if insp.heatmap is None:
                 raise HTTPException(422, f"{row['source']}: {insp.error}")
-            return png_bytes(overlay(insp.photo, insp.heatmap))
+            return png_bytes(explained(insp.photo, insp.heatmap))
 
         return await self.slots.run(explain)
 

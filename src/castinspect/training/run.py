@@ -14,8 +14,15 @@ from pathlib import Path
 
 from castinspect.core.config import Config
 from castinspect.core.provenance import provenance
-from castinspect.data.datasets import Decoded, ImageSet, is_manifest, load_split
+from castinspect.data.datasets import (
+    Decoded,
+    ImageSet,
+    is_manifest,
+    load_split,
+    read_manifest,
+)
 from castinspect.evaluation.evaluate import (
+    TrainingPhotos,
     evaluate,
     evaluate_arrays,
     finite,
@@ -60,7 +67,8 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
     test: ImageSet | None = None
     if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
         test = load_split(data_root, "test", train.classes)
-    reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0))
+    reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0),
+                                 len(train.labels) if test is not None else 0)
     trials, cfg = None, base  # resolved once: the fit does not decide (and announce) it again
     if search:
         left = budget - (time.perf_counter() - t0) - reserve
@@ -74,10 +82,11 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
     return result, metrics
 
 
-def evaluation_reserve(photos: int) -> float:
+def evaluation_reserve(photos: int, compared: int = 0) -> float:
     """Seconds kept back from a run's budget for its final evaluation and report (a generous
-    guess: the model that will be evaluated does not exist yet)."""
-    return 15.0 + 0.01 * photos
+    guess: the model that will be evaluated does not exist yet), and for fingerprinting the
+    ``compared`` training photos the test photos are checked against."""
+    return 15.0 + 0.01 * photos + 0.004 * compared
 
 
 def describe_recipe(cfg: Config) -> str:
@@ -101,8 +110,9 @@ def finish_run(run_dir: str | os.PathLike, ckpt: Checkpoint, val: Decoded,
     run_dir = Path(run_dir)
     predictor = Predictor(ckpt)
     results = [evaluate_arrays(predictor, "validation", val.images, val.labels, val.paths)]
-    if test is not None:
-        results.append(evaluate(predictor, test))
+    if test is not None:  # checked against the photos fitted: a test split of near-copies is no test
+        fitted = TrainingPhotos(read_manifest(run_dir / "split.csv", "train").paths, "the run's split.csv")
+        results.append(evaluate(predictor, test, training=fitted))
     metrics = {
         "provenance": provenance(),
         "model": predictor.model_id,
