@@ -1,7 +1,7 @@
 """Load test of ``castinspect serve`` on loopback: latency one client at a time, then throughput
 with many concurrent clients, then a check of the log against the answers.
 
-    .venv/bin/python benchmarks/load_test.py [--clients 16] [--seconds 30] [--db URL] [--backend B] [--json out.json]
+    .venv/bin/python benchmarks/load_test.py [--clients 16] [--seconds 30] [--db URL] [--backend B] [--batch N] [--json out.json]
 
 It starts the real server (a subprocess, the bundled model, a fresh SQLite log unless --db is
 given), posts real 300x300 casting photos over keep-alive HTTP/1.1 connections, one thread per
@@ -131,11 +131,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="write the numbers here")
     ap.add_argument("--backend", help="the server's --backend (default: its own, auto)")
     ap.add_argument("--model", help="the server's --model (default: the bundled model)")
+    ap.add_argument("--batch", type=int, help="the server's --batch (default: its own)")
     args = ap.parse_args(argv)
     db = args.db or os.path.join(tempfile.mkdtemp(prefix="castinspect-load-"), "log.db")
     port = free_port()
     server = start_server(port, db, [*(["--backend", args.backend] if args.backend else []),
-                                     *(["--model", args.model] if args.model else [])])
+                                     *(["--model", args.model] if args.model else []),
+                                     *(["--batch", str(args.batch)] if args.batch else [])])
     phases = {}
     try:
         phases["warm_up"] = run_load(port, 1, 1.0)  # not in the numbers below, but in the log check

@@ -49,7 +49,9 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "neu-det-familiarity": "NEU-DET with the default train, familiarity measured",
           "drift-stream": "Drift alarms on a simulated line",
           "stats-scale": "The station's stats on a big log",
-          "watch-backlog": "The folder watcher on a backlog"}
+          "watch-backlog": "The folder watcher on a backlog",
+          "predict-vs-decode": "End-to-end predict against the decode-only limit",
+          "micro-batching": "The station with and without micro-batching"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -92,6 +94,10 @@ def render(name: str, path: Path, data: dict) -> str:
                      [[data["photos"], f"{data['predict_photos_per_s']:.0f} photos/s ({data['predict_seconds']} s)",
                        f"{data['watch_photos_per_s']:.0f} photos/s ({data['watch_seconds']} s; {data['recorded']} "
                        f"records, {data['left_in_folder']} left)", f"{data['ratio']:.2f}", f"≥ {data['target_ratio']}"]])
+    elif "decode_only_photos_per_s" in data:
+        body = predict_vs_decode(data)
+    elif "batching" in data:
+        body = micro_batching(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -210,6 +216,28 @@ def stats_scale(data: dict) -> list[str]:
                        [[f"{r['rows']:,}", f"{r['last_24h']:,}", f"{r['stats']['median_ms']:.2f} ms ({r['stats']['max_ms']:.2f})",
                          f"{r['page']['median_ms']:.2f} ms ({r['page']['max_ms']:.2f})",
                          f"{r['row_count_scan']['median_ms']:.0f} ms"] for r in data["sizes"]])
+
+
+def predict_vs_decode(data: dict) -> list[str]:
+    d = data["definitions"]
+    out = [f"{data['paths']:,} paths ({data['photos']:,} casting photos listed {data['paths'] // data['photos']} "
+           f"times). Decode-only: {d['decode_only']}: **{data['decode_only_photos_per_s']:,.0f} photos/s**. "
+           f"End to end: {d['end_to_end']}.", ""]
+    return out + table(["model", "end-to-end photos/s", "share of decode-only", "seconds"],
+                       [[f"`{m['model']}` ({m['model_file']})", f"{m['photos_per_s']:,.0f}", f"{m['vs_decode_only']:.1%}",
+                         f"{m['seconds']:.0f}"] for m in data["models"]])
+
+
+def micro_batching(data: dict) -> list[str]:
+    rows = []
+    for name, r in data["batching"].items():
+        many = next(v for k, v in r.items() if k.endswith("_clients"))
+        one = r["single_client"]
+        rows.append([name, f"{many['requests_per_s']:.0f}", f"{many['p50_ms']:.1f} / {many['p99_ms']:.1f}",
+                     f"{one['requests_per_s']:.0f}", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}", r["errors"],
+                     f"{r['log_check']['acknowledged']} = {r['log_check']['rows']}"])
+    return table(["server", "16 clients: requests/s", "p50 / p99 ms", "one client: requests/s", "p50 / p99 ms",
+                  "errors", "answers = log rows"], rows)
 
 
 def bench(data: dict) -> list[str]:

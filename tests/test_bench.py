@@ -14,9 +14,12 @@ def test_reference_is_the_seeds_architecture():
 
 def test_bench_reports_every_figure(model_path, synth_root):
     ckpt = load_checkpoint(model_path)
-    r = run_bench(str(synth_root), ckpt, ["pytorch", "onnxruntime"], reference_steps=2, latency_n=5)
+    r = run_bench(str(synth_root), ckpt, ["pytorch", "onnxruntime"], reference_steps=2, latency_n=5, int8=True)
     assert r["photos"] == 60 and r["decode_images_per_s"] > 0
-    assert [b["backend"] for b in r["backends"]] == ["pytorch", "onnxruntime"]
+    assert [b["backend"] for b in r["backends"]] == ["pytorch", "onnxruntime", "onnxruntime-int8"]
+    # each backend's decisions against PyTorch fp32's: the same backend changes none
+    assert r["backends"][0]["decisions"] == {"photos": 60, "changed": 0, "agreement": 1.0}
+    assert all(0 <= b["decisions"]["changed"] <= 60 for b in r["backends"])
     for b in r["backends"] + [r["reference"]]:
         assert b["images_per_s"] > 0 and b["model_only_images_per_s"] > 0 and 0 < b["p50_ms"] <= b["p99_ms"]
     assert r["reference"]["steps"] == 2 and 0 <= r["reference"]["test_accuracy"] <= 1

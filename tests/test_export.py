@@ -155,3 +155,17 @@ def _judged(predictor: Predictor, images: np.ndarray) -> tuple:
     """``inspections``' probabilities, reasons (none) and familiarity for decoded photos."""
     probs, familiarity = predictor.judge(images)
     return probs, None, familiarity
+
+
+def test_int8_is_kept_only_within_its_guard(model_path, tmp_path):
+    """Accuracy-controlled quantisation: on the run's validation photos the INT8 graph must make
+    the checkpoint's decisions, all but a set count; asked for an impossible count it is refused
+    and nothing is left behind."""
+    from test_cli import cli
+
+    out = cli("export", str(model_path), "--int8", "--onnx", str(tmp_path / "q.onnx"))
+    assert out.returncode == 0, out.stderr
+    said = " ".join(out.stdout.split())  # the console wraps long lines
+    assert "validation decisions changed (at most 2)" in said and (tmp_path / "q.onnx").is_file()
+    refused = cli("export", str(model_path), "--int8", "--onnx", str(tmp_path / "no.onnx"), "--max-changed", "-1")
+    assert refused.returncode == 2 and "not kept" in refused.stderr and not (tmp_path / "no.onnx").exists()

@@ -379,3 +379,45 @@ def test_health_shows_the_writer_and_the_decode_slots(client):
     body = client.get("/v1/health").json()
     assert body["status"] == "ok" and body["decoding"]["slots"] >= 1 and body["decoding"]["queue_depth"] >= 64
     assert body["writer"]["stalled"] is False and body["writer"]["queued"] == 0
+
+
+def test_concurrent_photos_are_judged_in_shared_calls_with_the_same_answers(predictor, tmp_path):
+    """Micro-batching: photos arriving together share a model call; each answer is what the
+    photo alone would get, and each is one log row."""
+    import threading
+
+    from services import ThreadedServer
+
+    from castinspect.station.app import Limits
+
+    photos = DEF + OK
+    expected = {p.name: predictor.predict_one(p).p_defect for p in photos}
+    with InspectionLog.open(tmp_path / "log.db") as log:
+        app = create_app(predictor, log, limits=Limits(batch=8, batch_wait=0.05, decode_slots=4))
+        server = ThreadedServer(app)
+        try:
+            answers = []
+
+            def post(p):
+                import http.client
+                body, boundary = p.read_bytes(), "b0undary"
+                data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{p.name}\"\r\n"
+                        f"Content-Type: image/jpeg\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                conn.request("POST", "/v1/inspect", body=data,
+                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                answers.append(json.loads(conn.getresponse().read()))
+
+            threads = [threading.Thread(target=post, args=(p,)) for p in photos * 2]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            state = app.state.station.batcher.state()
+        finally:
+            server.stop()
+        assert len(answers) == 2 * len(photos) and all("id" in a for a in answers)
+        for a in answers:
+            assert a["p_defect"] == pytest.approx(expected[a["source"]], abs=1e-5)
+        assert state["photos"] == len(answers) and state["calls"] < len(answers)  # calls were shared
+        assert log.page()[1] == len(answers)

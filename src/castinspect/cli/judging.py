@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -57,7 +58,7 @@ def _print_error(insp) -> None:
 
 @app.command()
 def predict(
-    paths: Annotated[list[str], typer.Argument(metavar="PHOTO", help="Image files, folders or globs.")],
+    paths: Annotated[Optional[list[str]], typer.Argument(metavar="PHOTO", help="Image files, folders or globs.")] = None,
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
     review_band: ReviewOpt = None,
@@ -66,6 +67,7 @@ def predict(
     annotate: Annotated[Optional[Path], typer.Option(help="Write an annotated PNG per image into this folder.")] = None,
     backend: BackendOpt = Backend.auto,
     recursive: RecursiveOpt = False,
+    files_from: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also the photos listed in FILE, one path per line ('-': standard input).")] = None,
 ) -> None:
     """Judge photos: label, p(defective) and decision for each, then a one-line summary on stderr.
     Exit 1 if any file was not judged.
@@ -73,6 +75,14 @@ def predict(
     Example: castinspect predict photos/ --format json > verdicts.json
     """
     from castinspect.inference.predict import Predictor
+
+    paths = list(paths or [])
+    if files_from is not None:
+        with user_errors(OSError):
+            text = sys.stdin.read() if str(files_from) == "-" else files_from.read_text()
+        paths += [line for line in text.splitlines() if line.strip()]
+    if not paths:
+        raise typer.BadParameter("name photos, folders or globs, or --files-from FILE", param_hint="PHOTO")
 
     with user_errors():
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,

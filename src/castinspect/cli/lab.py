@@ -22,6 +22,7 @@ def bench(
     reference_steps: Annotated[Optional[int], typer.Option(help="Cut the reference's training after this many steps (a quick look).")] = None,
     latency_n: Annotated[int, typer.Option(help="Photos judged one at a time for the latency percentiles.")] = 200,
     robustness: Annotated[bool, typer.Option(help="Also judge both models under the line-variation suite.")] = True,
+    int8: Annotated[bool, typer.Option(help="Also measure the INT8 export (calibrated on training photos) on ONNX Runtime.")] = False,
 ) -> None:
     """Measure decode-only throughput, end-to-end throughput and latency per backend, training
     throughput, and the same for a reproduction of the seeds' CNN, in one run; print the ratios.
@@ -38,7 +39,7 @@ def bench(
     with user_errors():
         result = run_bench(str(data_root), load_checkpoint(model), names, reference=reference,
                            reference_epochs=reference_epochs, reference_steps=reference_steps,
-                           latency_n=latency_n, robustness=robustness, report=say)
+                           latency_n=latency_n, robustness=robustness, report=say, int8=int8)
     print_bench(result, robustness)
     if json_path:
         write_metrics(json_path, {"provenance": provenance(), **result})

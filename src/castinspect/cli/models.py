@@ -107,18 +107,62 @@ def train(
 
 
 @app.command()
+def distill(
+    teacher: Annotated[str, typer.Argument(metavar="TEACHER", help="The teacher: a run directory, a checkpoint, or 'bundled'.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<time>).")] = None,
+    data: Annotated[Optional[Path], typer.Option(metavar="DATA", help="The training photos (default: the teacher's run's split.csv, or the data the teacher records).")] = None,
+    size: Annotated[Optional[SizeChoice], typer.Option(help="The compact student's size.")] = None,
+    input_size: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="The student's input size (default: the teacher's).")] = None,
+    alpha: Annotated[float, typer.Option(help="The share of the loss that follows the teacher (the rest: the labels).")] = 0.7,
+    temperature: Annotated[float, typer.Option(help="How far the teacher's outputs are softened.")] = 4.0,
+    budget: Annotated[float, typer.Option(parser=duration, metavar="DURATION", help="Time for the whole command: fit and evaluation (e.g. 20m).")] = "20m",
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Train the compact CNN to judge like a fine-tuned teacher: it learns the teacher's softened
+    outputs on every augmented training batch, and the labels; it keeps the teacher's threshold
+    policy, localisation and augmentation. Compare the two with castinspect compare.
+
+    Example: castinspect distill runs/casting --out runs/student --budget 20m
+    """
+    from castinspect.training.distill import Teacher, student_config, teacher_of
+    from castinspect.training.run import train_and_evaluate
+
+    run_dir = out_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    with user_errors():
+        ckpt, recorded = teacher_of(None if teacher == "bundled" else teacher)
+        source = data or recorded
+        if source is None:
+            raise ValueError("the teacher does not say what it was trained on: pass --data")
+        cfg = student_config(ckpt, value(size), input_size)
+        if seed is not None:
+            cfg.train.seed = seed
+        result, metrics = train_and_evaluate(cfg, source, run_dir, progress=BarProgress(), budget=budget,
+                                             search=False, teacher=Teacher(ckpt, alpha, temperature))
+    info = result.checkpoint.info
+    say(f"student trained in {result.seconds:.0f}s, {info['epochs_run']} epochs, {info['steps']} steps; "
+        f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs (teacher {ckpt.model_id})")
+    print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])
+    out.print(f"run directory: {run_dir}", highlight=False, markup=False)
+    say(f"next: castinspect compare {run_dir} {teacher} {run_dir}")
+
+
+@app.command()
 def export(
     model: CheckpointArg = None,
     onnx_path: Annotated[Path, typer.Option("--onnx", help="Write the ONNX graph to this file.")] = Path("model.onnx"),
     int8: Annotated[bool, typer.Option(help="Quantise to INT8, calibrated on training photos.")] = False,
     calibration: Annotated[Optional[Path], typer.Option(help="Training photos for INT8 calibration: a dataset root, class folders or a manifest (default: the data the model was trained on).")] = None,
     calibration_images: Annotated[int, typer.Option(help="How many training photos calibrate INT8.")] = 256,
+    guard: Annotated[Optional[Path], typer.Option(metavar="DATA", help="INT8: the photos it must judge like the checkpoint (default: the run's validation photos, its split.csv).")] = None,
+    max_changed: Annotated[int, typer.Option(metavar="N", help="INT8 is kept only if it changes at most N of those decisions.")] = 2,
+    model_repository: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a Triton / OpenVINO Model Server model repository instead: DIR/castinspect/1/model.onnx and config.pbtxt.")] = None,
 ) -> None:
     """Export a model to ONNX: decoded uint8 image in, calibrated probabilities out, with classes,
     threshold and input size in the metadata, so `--model x.onnx` judges like the checkpoint.
 
     Example: castinspect export --onnx castinspect.onnx
     """
+    from castinspect.inference.agreement import guard_int8
     from castinspect.inference.export import calibration_set, export_onnx
     from castinspect.models.checkpoint import load_checkpoint
 
@@ -131,10 +175,38 @@ def export(
                 raise ValueError("--int8 needs --calibration: the model does not record its training data")
             images = calibration_set(source, ckpt.config.model.input_size, calibration_images,
                                      locate=ckpt.metadata()["locate"])
-        path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
+        if model_repository is not None:
+            from castinspect.inference.repository import write_repository
+
+            path = write_repository(ckpt, model_repository, int8=int8, calibration=images) / "1" / "model.onnx"
+        else:
+            path = export_onnx(ckpt, onnx_path, int8=int8, calibration=images)
+        checked = guard_photos(model, guard, ckpt) if int8 else None
+        if int8 and checked is not None:
+            kept = guard_int8(ckpt, path, checked, max_changed)
     extra = f", INT8 calibrated on {len(images)} training photos" if int8 else ""
+    if int8:
+        extra += (f"; {kept['changed']} of {kept['photos']} validation decisions changed (at most {max_changed})"
+                  if checked is not None else "; not guarded (no validation photos known: pass --guard)")
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{extra}); model {ckpt.model_id}",
               highlight=False, markup=False)
+
+
+def guard_photos(model: Path | None, guard: Path | None, ckpt):
+    """The decoded photos an INT8 export must judge like the checkpoint: ``guard`` (a folder of
+    class folders, or a manifest's val rows), else the model's run's validation photos, else None."""
+    from castinspect.data.datasets import (
+        decode_set,
+        is_manifest,
+        load_folder,
+        read_manifest,
+    )
+
+    source = guard or (Path(model).parent / "split.csv" if model is not None else None)
+    if source is None or not Path(source).exists():
+        return None
+    images = read_manifest(source, "val", ckpt.classes) if is_manifest(source) else load_folder(source, ckpt.classes)
+    return decode_set(images, ckpt.config.model.input_size, locate=ckpt.metadata()["locate"]).images
 
 
 @app.command()

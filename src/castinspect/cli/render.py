@@ -180,14 +180,17 @@ def print_counts(title: str, counts: dict[str, dict[str, int]]) -> None:
 
 def print_bench(result: dict, robustness: bool) -> None:
     table = Table(title=f"{result['photos']} test photos; decode-only limit {result['decode_images_per_s']:.0f} photos/s")
-    for col in ("model / backend", "photos/s end-to-end", "model-only photos/s", "latency p50 ms", "p99 ms"):
+    for col in ("model / backend", "photos/s end-to-end", "model-only photos/s", "latency p50 ms", "p99 ms",
+                "decisions changed"):
         table.add_column(col, justify="left" if col == "model / backend" else "right")
     rows = [(f"castinspect {b['backend']}", b) for b in result["backends"]]
     if "reference" in result:
         rows.append(("seeds' CNN (pytorch)", result["reference"]))
     for name, b in rows:
+        d = b.get("decisions")
         table.add_row(name, f"{b['images_per_s']:.0f}", f"{b['model_only_images_per_s']:.0f}",
-                      f"{b['p50_ms']:.2f}", f"{b['p99_ms']:.2f}")
+                      f"{b['p50_ms']:.2f}", f"{b['p99_ms']:.2f}", f"{d['changed']} of {d['photos']}" if d else "-")
+    table.caption = "decisions changed: against PyTorch fp32 on the same decoded photos"
     out.print(table)
     if robustness:
         out.print(robustness_comparison(result))

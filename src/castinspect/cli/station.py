@@ -51,6 +51,9 @@ def serve(
     commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long a request waits for its record's commit (and a read for the log) before it is told 503.")] = 10.0,
     max_pixels: Annotated[Optional[int], typer.Option(metavar="N", help="Largest photo in pixels (width x height), refused unread above (default 50,000,000).")] = None,
     mqtt: MqttOpt = None,
+    batch: Annotated[int, typer.Option(metavar="N", help="Up to N photos that arrive within --batch-wait of each other are judged in one model call (1: each alone).")] = 16,
+    batch_wait: Annotated[float, typer.Option(metavar="MS", help="How long, in milliseconds, the first photo of a batch waits for others.")] = 2.0,
+    model_name: Annotated[str, typer.Option(metavar="NAME", help="The model's name in the Open Inference Protocol (KServe v2) routes, /v2/models/NAME.")] = "castinspect",
     tokens: Annotated[Optional[Path], typer.Option(metavar="FILE", envvar="CASTINSPECT_TOKENS", help="Named tokens with roles (castinspect token add): operators inspect and settle parts, engineers also promote models.")] = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
@@ -70,7 +73,8 @@ def serve(
         check_binding(host, token, people)
         if max_pixels is not None:
             set_max_pixels(max_pixels)
-        limits = Limits(max_upload=int(max_upload_mb * 1024 * 1024), decode_slots=decode_slots, queue_wait=queue_wait)
+        limits = Limits(max_upload=int(max_upload_mb * 1024 * 1024), decode_slots=decode_slots, queue_wait=queue_wait,
+                        batch=batch, batch_wait=batch_wait / 1000)
         drift = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
     log = open_log(db, station, commit_timeout)
     settings = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar)
@@ -80,7 +84,8 @@ def serve(
     publisher = open_publisher(mqtt, log, station, predictor.model_id)
     try:
         run_server(predictor, log, host=host, port=port, token=token, store_images=store_images, drift=drift,
-                   limits=limits, publisher=publisher, tokens=people, follow=settings if model is None else None)
+                   limits=limits, publisher=publisher, tokens=people, follow=settings if model is None else None,
+                   model_name=model_name)
     finally:
         if publisher is not None:
             publisher.close()

@@ -139,6 +139,22 @@ class Predictor:
         Grad-CAM ``heatmap`` at model size (which needs the checkpoint)."""
         if heatmap:
             self.require_checkpoint()
+        prepared = self.prepare_one(source, name)
+        if isinstance(prepared, Inspection):
+            return prepared
+        name, x, reasons, seen = prepared
+        x = x[None]
+        probs, familiarity = self.judge(x)
+        insp = self.inspections([name], probs, [reasons], familiarity)[0]
+        insp.photo = seen
+        if heatmap:
+            insp.heatmap = self.heatmaps(x, [insp.p_defect if insp.p_defect is not None else insp.score])[0]
+        return insp
+
+    def prepare_one(self, source: Source, name: str | None = None) -> tuple | Inspection:
+        """One photo decoded, checked and preprocessed, not yet judged: (name, model input (S, S),
+        quality reasons, the photo as the model saw it), or the failed Inspection. What a caller
+        that judges several photos in one call (the server's micro-batches) does first."""
         name = next(_named([source], None if name is None else [name]))[0]
         try:
             gray, colour = self.read(source, name)
@@ -146,13 +162,7 @@ class Predictor:
             return self.failed(name, exc)
         # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
         seen = crop_to_part(gray) if self.locate else gray
-        x = preprocess(seen, self.input_size)[None]
-        probs, familiarity = self.judge(x)
-        insp = self.inspections([name], probs, [self.quality_reasons(gray, colour) or []], familiarity)[0]
-        insp.photo = seen
-        if heatmap:
-            insp.heatmap = self.heatmaps(x, [insp.p_defect if insp.p_defect is not None else insp.score])[0]
-        return insp
+        return name, preprocess(seen, self.input_size), self.quality_reasons(gray, colour) or [], seen
 
     def read(self, source: Source, name: str) -> tuple[np.ndarray, float]:
         """``core.io.read_photo``, and the photo refused when it is too small for this model."""

@@ -86,14 +86,33 @@ def model_only_throughput(probabilities: Callable[[np.ndarray], object], images:
     return repeats * len(x) / _timed(lambda: [probabilities(x) for _ in range(repeats)])
 
 
-def bench_backend(ckpt: Checkpoint, backend: str, files: list[str], decoded: np.ndarray,
-                  latency_files: list[str]) -> dict:
-    predictor = Predictor(ckpt, backend=backend)
+def bench_backend(predictor: Predictor, name: str, files: list[str], decoded: np.ndarray,
+                  latency_files: list[str], reference: Predictor | None = None) -> dict:
+    """One backend's speed, and how many of the reference's (PyTorch fp32) decisions it changes
+    on the same decoded photos."""
+    from castinspect.inference.agreement import agreement
+
     list(predictor.predict(files[:64]))  # warm-up: threads, allocations, kernels
     seconds = _timed(lambda: list(predictor.predict(files)))
-    return {"backend": backend, "images_per_s": len(files) / seconds,
+    return {"backend": name, "images_per_s": len(files) / seconds,
             "model_only_images_per_s": model_only_throughput(predictor.probabilities, decoded),
-            **latency_ms(predictor.predict_one, latency_files)}
+            **latency_ms(predictor.predict_one, latency_files),
+            **({"decisions": agreement(reference, predictor, decoded)} if reference is not None else {})}
+
+
+def bench_int8(ckpt: Checkpoint, data_root: str, files: list[str], decoded: np.ndarray, latency_files: list[str],
+               reference: Predictor) -> dict:
+    """The INT8 export (calibrated on training photos) on ONNX Runtime, measured like a backend."""
+    import tempfile
+    from pathlib import Path
+
+    from castinspect.inference.export import calibration_set, export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        calibration = calibration_set(data_root, ckpt.config.model.input_size, locate=ckpt.metadata()["locate"])
+        path = export_onnx(ckpt, Path(tmp) / "int8.onnx", int8=True, calibration=calibration)
+        return bench_backend(Predictor(None, onnx_model=str(path)), "onnxruntime-int8", files, decoded,
+                             latency_files, reference)
 
 
 def train_throughput(ckpt: Checkpoint, images: np.ndarray, labels: np.ndarray, steps: int = 12) -> float:
@@ -179,7 +198,7 @@ def bench_reference(data_root: str, ckpt: Checkpoint, test_files: list[str], lat
 
 def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: bool = True,
               reference_epochs: int = 12, reference_steps: int | None = None, latency_n: int = 200,
-              workers: int = 2, robustness: bool = True, report=lambda s: None) -> dict:
+              workers: int = 2, robustness: bool = True, report=lambda s: None, int8: bool = False) -> dict:
     test = load_folder(split_dir(data_root, "test"), ckpt.classes)
     files = test.paths
     size = ckpt.config.model.input_size
@@ -196,10 +215,14 @@ def run_bench(data_root: str, ckpt: Checkpoint, backends: list[str], reference: 
     report("decode-only ...")
     result["decode_images_per_s"] = decode_throughput(files, size, workers)
     result["backends"] = []
+    predictor = Predictor(ckpt, backend="pytorch")
     for backend in backends:
         report(f"backend {backend} ...")
-        result["backends"].append(bench_backend(ckpt, backend, files, decoded.images, latency_files))
-    predictor = Predictor(ckpt, backend="pytorch")
+        result["backends"].append(bench_backend(Predictor(ckpt, backend=backend), backend, files, decoded.images,
+                                                latency_files, predictor))
+    if int8:
+        report("INT8 (ONNX Runtime) ...")
+        result["backends"].append(bench_int8(ckpt, data_root, files, decoded.images, latency_files, predictor))
     probs = predictor.probabilities(decoded.images)
     y = decoded.labels != ckpt.ok_index
     result["test_accuracy_at_0.5"] = float(((defect_probability(probs, ckpt.ok_index) >= 0.5) == y).mean())

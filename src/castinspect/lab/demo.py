@@ -31,9 +31,8 @@ its colour scale. <span class="note">{caption}</span></p>
 <p class="note">Photos: "Real-life industrial dataset of casting product" by Ravirajsinh Dabhi, CC BY-NC-ND 4.0,
 unchanged.</p></body></html>"""
 
-NEXT = """castinspect predict my_photos/ --review-band 0.05 0.5        # judge them; the unsure ones go to review
-castinspect audit my_data/ --report audit.html                   # near-copies, bad files, before training
-castinspect train my_data/ --out runs/mine                       # your own model, then evaluate it:
+NEXT = """castinspect predict my_photos/ --review-band 0.05 0.5     # judge your photos; the unsure ones go to review
+castinspect train my_data/ --out runs/mine                    # your own model, from my_data/<class>/ folders
 castinspect evaluate my_data/test --model runs/mine/model.ckpt --cost-escape 500 --cost-false-reject 20 --report test.html"""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from castinspect.inference.predict import Predictor
-from castinspect.station import routes
+from castinspect.station import routes, v2
 from castinspect.station.access import Tokens, check_token
+from castinspect.station.batcher import MAX_BATCH, MAX_WAIT, Batcher
 from castinspect.station.drift import DriftMonitor, DriftSettings
 from castinspect.station.http import timed_h11
 from castinspect.station.log import InspectionLog, LogUnavailable
@@ -37,6 +38,7 @@ from castinspect.station.upload import (
 )
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+V2_NAME = v2.MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class Limits:
     holding at most about 7 bytes per pixel of ``core.io.MAX_PIXELS``; ``queue_depth`` requests waiting for a
     slot, each at most ``queue_wait`` seconds (then 503 with Retry-After); ``connections`` open at
     once (uvicorn answers 503 beyond); a request's headers must arrive within ``header_timeout``
-    seconds and its body within ``body_timeout`` (408). The commit's time limit is the log's
-    (``InspectionLog.commit_timeout``)."""
+    seconds and its body within ``body_timeout`` (408); up to ``batch`` photos that arrive within
+    ``batch_wait`` seconds of each other are judged in one model call (``station.batcher``; 1:
+    each alone). The commit's time limit is the log's (``InspectionLog.commit_timeout``)."""
 
     max_upload: int = DEFAULT_MAX_UPLOAD
     decode_slots: int | None = None
@@ -57,13 +60,15 @@ class Limits:
     connections: int = 256
     header_timeout: float = 10.0
     body_timeout: float = BODY_TIMEOUT
+    batch: int = MAX_BATCH
+    batch_wait: float = MAX_WAIT
 
 
 def create_app(predictor: Predictor, log: InspectionLog, token: str | None = None,
                max_upload: int | None = None, store_images: bool = False,
                drift: DriftSettings | None = None, trusted_hosts: set[str] | None = None,
                limits: Limits | None = None, publisher=None, tokens: Tokens | None = None,
-               follow: dict | None = None) -> FastAPI:
+               follow: dict | None = None, model_name: str = V2_NAME) -> FastAPI:
     """The service around one Predictor and one InspectionLog (both owned by the caller). A model
     without an OK class is served too: every part is defective, its record names the type.
     ``drift``: the drift monitor's window and baseline (``station.drift``). ``trusted_hosts``
@@ -72,12 +77,18 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     ``Limits`` (``max_upload``, when given, overrides its upload limit). ``publisher``: the MQTT
     publisher (``station.mqtt``), told of drift changes. ``tokens``: named tokens with roles
     (``access.Tokens``; ``token`` is one engineer's). ``follow``: the Predictor's settings to load
-    the registry's active model with, when the station follows it (``registry.Follower``)."""
+    the registry's active model with, when the station follows it (``registry.Follower``).
+    ``model_name``: the model's name in the Open Inference Protocol routes (``station.v2``)."""
     limits = limits or Limits()
     max_upload = max_upload or limits.max_upload
     station = Station(predictor, log, StationMetrics(predictor.model_id), store_images, DriftMonitor(drift),
                       Slots(limits.decode_slots, limits.queue_depth, limits.queue_wait), publisher)
     station.resume_drift()
+    if limits.batch > 1:
+        station.batcher = Batcher(limits.batch, limits.batch_wait)
+        app_closing = [station.batcher.close]
+    else:
+        app_closing = []
     tokens = tokens or Tokens.of(token)
     if follow is not None:
         station.follower = Follower(log, predictor.model_id, station.switch, _model_problem, **follow)
@@ -86,6 +97,7 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
                   description="Judge casting photos: verdict, p(defective), heatmap; every judgement logged.")
     app.state.station = station
     app.state.tokens = tokens
+    app.state.v2_name = model_name
     if tokens is None and trusted_hosts is not None:
         app.add_middleware(SameOrigin, hosts=trusted_hosts)
     app.add_middleware(UploadLimit, limit=max_upload, on_response=station.metrics.response,
@@ -95,8 +107,11 @@ def create_app(predictor: Predictor, log: InspectionLog, token: str | None = Non
     app.add_exception_handler(LogUnavailable, _log_unavailable)
     app.include_router(routes.api)
     app.include_router(routes.public)
+    app.include_router(v2.router, dependencies=[Depends(routes.authorised)])
+    app.include_router(v2.public)
     if station.follower is not None:
-        app.router.on_shutdown.append(station.follower.close)
+        app_closing.append(station.follower.close)
+    app.router.on_shutdown.extend(app_closing)
     return app
 
 
@@ -141,11 +156,11 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, limi
 def serve(predictor: Predictor, log: InspectionLog, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, store_images: bool = False, drift: DriftSettings | None = None,
           limits: Limits | None = None, publisher=None, tokens: Tokens | None = None,
-          follow: dict | None = None) -> None:
+          follow: dict | None = None, model_name: str = V2_NAME) -> None:
     import uvicorn
 
     check_binding(host, token, tokens)
     app = create_app(predictor, log, token=token, store_images=store_images, drift=drift,
                      trusted_hosts={host, *LOOPBACK}, limits=limits, publisher=publisher, tokens=tokens,
-                     follow=follow)
+                     follow=follow, model_name=model_name)
     uvicorn.Server(uvicorn_config(app, host, port, limits)).run()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
 import anyio
+import numpy as np
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
@@ -110,6 +111,7 @@ class Station:
     slots: Slots = field(default_factory=Slots)
     publisher: Any = None  # station.mqtt.Publisher: told of drift changes and of another model
     follower: Any = None  # station.registry.Follower, when the station follows the registry
+    batcher: Any = None  # station.batcher.Batcher: concurrent photos judged in one call
     _drift_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resume_drift(self) -> None:
@@ -156,7 +158,11 @@ class Station:
             raise HTTPException(400, "heatmaps need the model's checkpoint; this server runs an exported "
                                      ".onnx model (ask without heatmap=1)")
         t0 = time.perf_counter()
-        insp, png, sha, image = await self.slots.run(self._judge_one, upload, name, heatmap)
+        if self.batcher is not None and not heatmap:
+            insp, sha, image = await self._judge_batched(upload, name)
+            png = None
+        else:
+            insp, png, sha, image = await self.slots.run(self._judge_one, upload, name, heatmap)
         if not insp.judged:
             self.metrics.refused()
             raise HTTPException(STATUS_FOR_CODE.get(insp.error_code, 422), f"{name}: {insp.error}")
@@ -170,6 +176,30 @@ class Station:
         if png is not None:
             body["heatmap_png"] = png
         return body
+
+    async def _judge_batched(self, upload: bytes | IO[bytes], name: str) -> tuple:
+        """Decode in a slot (its memory freed with it), then join the micro-batch: the model call
+        is shared with the requests that arrived within the same few milliseconds."""
+        predictor = self.predictor
+        self.batcher.expect()
+        try:
+            prepared, data = await self.slots.run(self._prepare, predictor, upload, name)
+        except BaseException:
+            self.batcher.cancel()
+            raise
+        if isinstance(prepared, Inspection):
+            self.batcher.cancel()
+            return prepared, image_key(data), None
+        name, x, reasons, _ = prepared
+        probs, familiarity, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x))
+        insp = predictor.inspections([name], probs[None], [reasons],
+                                     None if familiarity is None else np.array([familiarity]))[0]
+        return insp, image_key(data), (data, sniff_format(data)) if self.store_images else None
+
+    @staticmethod
+    def _prepare(predictor: Predictor, upload: bytes | IO[bytes], name: str) -> tuple:
+        data = upload if isinstance(upload, bytes) else upload.read()
+        return predictor.prepare_one(data, name), data
 
     def _judge_one(self, upload: bytes | IO[bytes], name: str, heatmap: bool) -> tuple:
         data = upload if isinstance(upload, bytes) else upload.read()
@@ -299,7 +329,8 @@ class Station:
         body: dict = {"status": "ok" if problem is None else problem[0], "model": self.predictor.model_id,
                       "schema_version": SCHEMA_VERSION}
         if details:
-            body.update(log=self.log.target.describe(), writer=self.log.writer.state(), decoding=self.slots.state())
+            body.update(log=self.log.target.describe(), writer=self.log.writer.state(), decoding=self.slots.state(),
+                        batching=self.batcher.state() if self.batcher is not None else None)
             if problem:
                 body["detail"] = problem[1]
         return JSONResponse(body, 200 if problem is None else 503)

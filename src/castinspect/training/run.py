@@ -44,10 +44,12 @@ from castinspect.training.train import Progress, TrainResult, fit, prepare_run_d
 
 def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
                        resume: bool = False, progress: Progress | None = None,
-                       budget: float = DEFAULT_BUDGET, search: bool = False) -> tuple[TrainResult, dict]:
+                       budget: float = DEFAULT_BUDGET, search: bool = False,
+                       teacher=None) -> tuple[TrainResult, dict]:
     """A whole run within ``budget`` seconds: the recipe search (unless ``search`` is off), the
     final fit with the chosen recipe, then metrics.json and report.html: validation, and the test
-    split when there is one (reported only: by then every choice has been made on validation)."""
+    split when there is one (reported only: by then every choice has been made on validation).
+    ``teacher``: a ``distill.Teacher`` the model also learns from (no search then)."""
     t0 = time.perf_counter()
     progress = progress or Progress()
     run_dir = Path(run_dir)
@@ -75,7 +77,8 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
         found = run_search(base, data, run_dir, SEARCH_SHARE * left, progress, locate_choice, resume)
         cfg, trials = found.config, found.trials
         progress.message(f"recipe: {describe_recipe(cfg)}")
-    result = fit(cfg, data_root, run_dir, resume=True, progress=progress, deadline=t0 + budget - reserve, data=data)
+    result = fit(cfg, data_root, run_dir, resume=True, progress=progress, deadline=t0 + budget - reserve, data=data,
+                 teacher=teacher)
     metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None, trials)  # an empty test is none
     metrics["run_seconds"] = time.perf_counter() - t0
     write_metrics(run_dir / "metrics.json", metrics)

@@ -47,6 +47,7 @@ from castinspect.models.network import (
     to_input,
 )
 from castinspect.models.registry import bf16_training, build_model, resolve
+from castinspect.training.distill import shrink
 from castinspect.training.inputs import (
     TrainingData,
     resolve_locate,
@@ -109,10 +110,12 @@ class WeightAverage:
 def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, x_train: torch.Tensor, y_train: torch.Tensor,
                 schedule: Schedule, epoch: int, cfg: Config, g: torch.Generator, bf16: bool, progress: Progress,
-                average: WeightAverage | None = None, after_step=None) -> tuple[float, float]:
+                average: WeightAverage | None = None, after_step=None, teacher=None) -> tuple[float, float]:
     """Epoch ``epoch``: batches of the shuffled, augmented training images, as many as the schedule
     gives it (fewer than a full pass when a time limit cut the run); returns (mean loss, accuracy)
-    over them. ``after_step(i)`` is called after each step (the time probe, which may cut it)."""
+    over them. ``after_step(i)`` is called after each step (the time probe, which may cut it).
+    With a ``teacher`` (``distill.Teacher``) the images are at its size: it judges each augmented
+    batch, and the model learns its outputs from the same views at its own size."""
     model.train()
     batch_size = cfg.train.batch_size
     order = torch.randperm(len(y_train), generator=g)
@@ -121,11 +124,14 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     while i < schedule.steps_in(epoch):
         idx = order[i * batch_size:(i + 1) * batch_size]
         x = augment_batch(to_input(x_train[idx]), cfg.augment, g)  # on the CPU: its generator is the run's
+        soft = teacher.targets(x) if teacher is not None else None
+        x = shrink(x, cfg.model.input_size) if teacher is not None else x
         x = x.to(device).contiguous(memory_format=torch.channels_last)
         y = y_train[idx].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+        loss = (F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing) if soft is None
+                else teacher.loss(logits.float(), y, soft, cfg.train.label_smoothing))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -169,7 +175,7 @@ class Trained:
 
 def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | None = None,
                 deadline: float | None = None, on_epoch=None, state_path: Path | None = None,
-                resume: bool = False) -> Trained:
+                resume: bool = False, teacher=None) -> Trained:
     """Train ``cfg`` (resolved: ``registry.resolve``) on ``train``, choosing the epoch on ``val``.
 
     ``deadline`` (a ``time.perf_counter`` value): the schedule is cut, once, after its first steps,
@@ -225,7 +231,7 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
         t_epoch = time.perf_counter()
         train_loss, train_acc = train_steps(model, optimizer, scheduler, x_train, y_train, schedule, epoch,
                                             cfg, g, bf16, progress, average,
-                                            probe.after_step if probe is not None and epoch == 0 else None)
+                                            probe.after_step if probe is not None and epoch == 0 else None, teacher)
         # The model that would ship (the weight average, when on) is validated in fp32, as the
         # Predictor will run it: the checkpoint is chosen on the numbers it will actually produce.
         shipped = average.model if average is not None else model
@@ -265,9 +271,10 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
 
 def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
         progress: Progress | None = None, deadline: float | None = None,
-        data: TrainingData | None = None) -> TrainResult:
+        data: TrainingData | None = None, teacher=None) -> TrainResult:
     """Train ``cfg`` on ``data_root`` into ``run_dir``. ``deadline``: see ``train_model``;
-    ``data``: the run's photos already split and decoded (a recipe search's)."""
+    ``data``: the run's photos already split and decoded (a recipe search's); ``teacher``: a
+    ``distill.Teacher`` the model learns from besides the labels."""
     progress = progress or Progress()
     if cfg.train.epochs < 1:
         raise ValueError("epochs must be at least 1")
@@ -306,7 +313,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
                              "p(defect) to set a threshold on (set data.ok_class if one of them is)")
         progress.message(f"no OK class among {classes}: the model classifies the defect type")
 
-    trained = train_model(cfg, train, val, progress, deadline, state_path=run_dir / "last.ckpt", resume=resume)
+    fitted = train if teacher is None else data.decoded(teacher.input_size, cfg.data.locate == "on")[0]
+    trained = train_model(cfg, fitted, val, progress, deadline, state_path=run_dir / "last.ckpt", resume=resume,
+                          teacher=teacher)
     model, tc = trained.model, cfg.train
     selects = len(val.labels) >= tc.min_val_to_select
     # One pass over validation serves both the operating point and the familiarity's calibration.
@@ -331,6 +340,8 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
         "parameters": count_parameters(model),
         "flops": count_flops(model, cfg.model.input_size),
         "bf16": trained.bf16,
+        **({"distilled_from": {"model": teacher.model_id, "alpha": teacher.alpha, "temperature": teacher.temperature}}
+           if teacher is not None else {}),
         "threshold_rule": ("none: no OK class" if ok_index is None else "0.5" if tc.target_recall is None
                            else f"validation recall >= {tc.target_recall}"),
         # the training curves travel with the model, for any later report of it

@@ -1,0 +1,93 @@
+"""Knowledge distillation: the compact CNN learns from a fine-tuned teacher.
+
+Each training step, the teacher judges the batch as augmented (at its own input size, in
+evaluation mode: with its mirror averaging and its calibration temperature), and the student,
+fed the same views shrunk to its input size, learns ``alpha`` of the teacher's softened outputs
+(Hinton et al.: KL divergence at temperature T, times T^2 so its gradients keep their scale)
+and ``1 - alpha`` of the hard labels. The student keeps the teacher's threshold policy (the same
+target recall, chosen on the same validation photos), its localisation setting and its
+augmentation; its familiarity model is fitted on its own embeddings, as every model's is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from castinspect.core.config import Config
+from castinspect.models.checkpoint import Checkpoint, load_checkpoint
+from castinspect.models.registry import choose
+
+ALPHA = 0.7  # the share of the loss that follows the teacher
+TEMPERATURE = 4.0  # how far the teacher's outputs are softened: the dark knowledge in the small ones
+
+
+@dataclass
+class Teacher:
+    """A trained model's judgement of each training batch, for the student to learn."""
+
+    checkpoint: Checkpoint
+    alpha: float = ALPHA
+    temperature: float = TEMPERATURE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1 or self.temperature <= 0:
+            raise ValueError("distillation: alpha must be in [0, 1] and the temperature positive")
+        self.network = self.checkpoint.build_network()
+        self.network.requires_grad_(False)
+        self.input_size = int(self.checkpoint.config.model.input_size)
+        self.model_id = self.checkpoint.model_id
+
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's calibrated probabilities at the distillation temperature."""
+        self.network.eval()
+        with torch.no_grad():
+            logits = self.network(x.to(next(self.network.parameters()).device))
+        return F.softmax(logits.float() / (self.checkpoint.temperature * self.temperature), dim=1)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        hard = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        kl = F.kl_div(F.log_softmax(logits / self.temperature, dim=1), soft.to(logits.device), reduction="batchmean")
+        return self.alpha * kl * self.temperature ** 2 + (1 - self.alpha) * hard
+
+
+def shrink(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The teacher's view at the student's input size (antialiased, as the decoder's area
+    resize would make it)."""
+    if x.shape[-1] == size:
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def student_config(teacher: Checkpoint, size: str | None = None, input_size: int | None = None) -> Config:
+    """The compact CNN with the teacher's data settings (localisation, split), augmentation and
+    threshold policy; what depends on the backbone (learning rate, step budget) is the compact
+    CNN's own."""
+    cfg = choose(copy.deepcopy(teacher.config), "castnet", size)
+    cfg.model.mirror_average = None
+    if input_size is not None:
+        cfg.model.input_size = input_size
+    for name in ("lr", "min_steps", "max_steps", "freeze_stages"):
+        setattr(cfg.train, name, None)
+    rule = teacher.info.get("threshold_rule", "")
+    if isinstance(rule, str) and rule.startswith("validation recall >= "):
+        cfg.train.target_recall = float(rule.rsplit(" ", 1)[1])
+    return cfg
+
+
+def teacher_of(source: str | os.PathLike | None) -> tuple[Checkpoint, str | None]:
+    """The teacher checkpoint (a run directory, a model file, or None: the bundled model) and the
+    data it was trained on, where its run says (the run's split.csv keeps its validation)."""
+    path = Path(source) if source is not None else None
+    if path is not None and path.is_dir():
+        path = path / "model.ckpt"
+    ckpt = load_checkpoint(path)
+    split = path.parent / "split.csv" if path is not None else None
+    data = str(split) if split is not None and split.is_file() else (ckpt.info.get("data") or {}).get("root")
+    return ckpt, data
