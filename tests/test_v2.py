@@ -94,6 +94,11 @@ def test_a_wrong_tensor_is_a_clear_400(station):
         client.infer("castinspect", [bad])
     with pytest.raises(InferenceServerException):
         client.get_model_metadata("resnet50")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # data that does not fit its shape
+    conn.request("POST", "/v2/models/castinspect/infer", headers={"Content-Type": "application/json"}, body=json.dumps(
+        {"inputs": [{"name": "image", "shape": [1, 160, 160], "datatype": "UINT8", "data": [1, 2, 3]}]}))
+    r = conn.getresponse()
+    assert r.status == 400 and json.loads(r.read())["detail"].startswith("input image:")
 
 
 def test_the_model_repository_matches_its_graph(model_path, tmp_path):

@@ -20,6 +20,7 @@ log (``/v1/inspect`` judges and records a part).
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import struct
 
@@ -71,21 +72,30 @@ def parse_request(body: bytes, header_length: int | None) -> tuple[dict, dict[st
     except ValueError:
         raise HTTPException(400, "the request is not JSON (or Inference-Header-Content-Length is wrong)") from None
     offset, data = header_length or 0, {}
-    for tensor in request.get("inputs", []):
-        name, dtype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
-        if size is not None:
-            raw = body[offset:offset + size]
-            offset += size
-            data[name] = (_read_bytes_tensor(raw) if dtype == "BYTES"
-                          else np.frombuffer(raw, DTYPES.get(dtype, np.uint8)).reshape(shape))
-        elif dtype == "BYTES":
-            data[name] = [base64.b64decode(v) if isinstance(v, str) else bytes(v) for v in tensor.get("data", [])]
-        else:
-            if dtype not in DTYPES:
-                raise HTTPException(400, f"input {name}: datatype {dtype} is not supported (UINT8 or BYTES)")
-            data[name] = np.asarray(tensor.get("data", []), DTYPES[dtype]).reshape(shape)
+    try:
+        for tensor in request.get("inputs", []):
+            offset = _read_input(tensor, body, offset, data)
+    except (ValueError, TypeError, struct.error, binascii.Error) as exc:  # data that does not fit its shape
+        raise HTTPException(400, f"input {tensor.get('name')}: {exc}") from None
     return request, data
+
+
+def _read_input(tensor: dict, body: bytes, offset: int, data: dict) -> int:
+    """One input's data into ``data``; the offset of the next binary tensor."""
+    name, dtype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        raw = body[offset:offset + size]
+        offset += size
+        data[name] = (_read_bytes_tensor(raw) if dtype == "BYTES"
+                      else np.frombuffer(raw, DTYPES.get(dtype, np.uint8)).reshape(shape))
+    elif dtype == "BYTES":
+        data[name] = [base64.b64decode(v) if isinstance(v, str) else bytes(v) for v in tensor.get("data", [])]
+    else:
+        if dtype not in DTYPES:
+            raise HTTPException(400, f"input {name}: datatype {dtype} is not supported (UINT8 or BYTES)")
+        data[name] = np.asarray(tensor.get("data", []), DTYPES[dtype]).reshape(shape)
+    return offset
 
 
 def _images(predictor, data: object) -> np.ndarray:
