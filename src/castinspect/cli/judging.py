@@ -171,6 +171,7 @@ def evaluate(
         write_metrics,
     )
     from castinspect.evaluation.results import evaluation_summary, overlap_warning
+    from castinspect.evaluation.results import split_name as split_name_of
     from castinspect.evaluation.robustness import has_review_band
     from castinspect.inference.predict import Predictor
 
@@ -181,7 +182,7 @@ def evaluate(
         result = run_evaluation(predictor, data_dir, strict=strict, split=split_name.value, training=training)
     for e in result.errors:
         say(f"skipped {shown(str(e))}")
-    result.name = split_name.value if data_dir.suffix.lower() == ".csv" else data_dir.name
+    result.name = split_name_of(data_dir, split_name.value)
     metrics = evaluation_summary(predictor, result, model, data_dir, split_name.value, costs)
     warning = overlap_warning(metrics["overlap"])
     say(f"WARNING: {warning}" if warning else "overlap with the training photos: "

@@ -106,20 +106,28 @@ def is_manifest(source: str | os.PathLike) -> bool:
     return str(source).lower().endswith(".csv") and Path(source).is_file()
 
 
-def read_manifest(path: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:
-    """The rows of one split; labels index ``classes`` (default: every label in the manifest)."""
+def manifest_rows(path: str | os.PathLike) -> list[dict]:
+    """Every row of a manifest (path, label, split, group), its paths as the manifest means them
+    (relative paths are relative to the manifest)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = set(MANIFEST_FIELDS[:3]) - set(rows[0] if rows else MANIFEST_FIELDS)
     if missing or not rows:
         raise ValueError(f"{path}: not a castinspect manifest (columns path,label,split,group expected)")
+    base = Path(path).parent
+    return [{**{k: r.get(k, "") for k in MANIFEST_FIELDS},
+             "path": str(base / r["path"]) if not os.path.isabs(r["path"]) else r["path"]} for r in rows]
+
+
+def read_manifest(path: str | os.PathLike, split: str, classes: list[str] | None = None) -> ImageSet:
+    """The rows of one split; labels index ``classes`` (default: every label in the manifest)."""
+    rows = manifest_rows(path)
     classes = classes or sorted({r["label"] for r in rows})
     chosen = [r for r in rows if r["split"] == split]
     unknown = sorted({r["label"] for r in chosen} - set(classes))
     if unknown:
         raise ValueError(f"{path}: labels {unknown} are not among the model's {classes}")
-    base = Path(path).parent  # relative paths are relative to the manifest
-    return ImageSet([str(base / r["path"]) if not os.path.isabs(r["path"]) else r["path"] for r in chosen],
+    return ImageSet([r["path"] for r in chosen],
                     np.array([classes.index(r["label"]) for r in chosen], dtype=np.int64), classes)
 
 

@@ -48,10 +48,15 @@ def model_provenance(predictor: Predictor, model_file: str | os.PathLike | None)
             "backend": predictor.backend.name}
 
 
+def split_name(data: str | os.PathLike, split: str) -> str:
+    """What the photos evaluated are called: a manifest's split, or the folder's name."""
+    path = Path(data)
+    return split if path.suffix.lower() == ".csv" else path.name
+
+
 def is_test_split(data: str | os.PathLike, split: str) -> bool:
     """Whether the photos evaluated are a test split: a manifest's test rows or a folder named test."""
-    path = Path(data)
-    return split == "test" if path.suffix.lower() == ".csv" else path.name.lower() == "test"
+    return split_name(data, split).lower() == "test"
 
 
 def decision_analysis(result: Evaluation, predictor: Predictor, costs: Costs | None, test: bool) -> dict | None:
@@ -89,7 +94,7 @@ def evaluation_summary(predictor: Predictor, result: Evaluation, model_file: str
     test = is_test_split(data, split)
     summary = {
         "provenance": {**provenance(), **model_provenance(predictor, model_file), "data": str(data),
-                       "split": split if Path(data).suffix.lower() == ".csv" else Path(data).name,
+                       "split": split_name(data, split),
                        "photos": len(result.inspections), "unreadable": len(result.errors)},
         "model": predictor.model_id, "threshold": predictor.threshold, "data": str(data),
         "overlap": overlap, "evaluation": metrics,

@@ -90,11 +90,13 @@ def threshold_for_costs(model_file: str | os.PathLike, costs: Costs, out: str | 
     model file the run left is not touched."""
     from castinspect.evaluation.evaluate import evaluate
     from castinspect.inference.predict import Predictor
-    from castinspect.models.checkpoint import load_checkpoint, save_checkpoint
+    from castinspect.models.checkpoint import (
+        load_checkpoint,
+        run_model,
+        save_checkpoint,
+    )
 
-    model_file = Path(model_file)
-    if model_file.is_dir():
-        model_file = model_file / "model.ckpt"
+    model_file = run_model(model_file)
     manifest = model_file.parent / "split.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: a threshold is chosen on the run's validation photos; "

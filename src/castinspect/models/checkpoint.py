@@ -30,6 +30,12 @@ NO_FAMILIARITY = ("not measured: this model was trained before castinspect measu
                   "retrain it to have photos unlike its training photos flagged")
 
 
+def run_model(path: str | os.PathLike) -> Path:
+    """A model file as given, or the ``model.ckpt`` of a run directory train wrote."""
+    path = Path(path)
+    return path / "model.ckpt" if path.is_dir() else path
+
+
 def bundled_model_path() -> Path:
     """The default model shipped inside the package (trained on the casting data)."""
     return Path(str(resources.files("castinspect") / "assets" / "model.ckpt"))

@@ -25,20 +25,24 @@ def _spans(since: str) -> tuple[str, str]:
     return since[:16], hour
 
 
+def _summed(log, prefix: str, columns: str, since: str | None) -> list[tuple]:
+    """(``columns``..., n) from the counters ``prefix_*``: all time, or from ``since`` on (the
+    minutes up to the next whole hour, then whole hours)."""
+    if not since:
+        return log.query(f"SELECT {columns}, SUM(n) FROM {prefix}_totals GROUP BY {columns}")
+    minute, hour = _spans(since)
+    return log.query(
+        f"SELECT {columns}, SUM(n) FROM ("
+        f"SELECT {columns}, n FROM {prefix}_minutes WHERE minute >= ? AND minute < ? "
+        f"UNION ALL SELECT {columns}, n FROM {prefix}_hours WHERE hour >= ?) AS spans "
+        f"GROUP BY {columns}", [minute, hour + ":00", hour])
+
+
 def model_counts(log, since: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """The model's decisions and labels (class, or defect type), all time or from ``since`` (an
     ISO time, to the minute) on."""
-    if since:
-        minute, hour = _spans(since)
-        rows = log.query(
-            "SELECT decision, label, SUM(n) FROM ("
-            "SELECT decision, label, n FROM inspection_minutes WHERE minute >= ? AND minute < ? "
-            "UNION ALL SELECT decision, label, n FROM inspection_hours WHERE hour >= ?) AS spans "
-            "GROUP BY decision, label", [minute, hour + ":00", hour])
-    else:
-        rows = log.query("SELECT decision, label, SUM(n) FROM inspection_totals GROUP BY decision, label")
     decisions, labels = {d: 0 for d in DECISIONS}, {}
-    for decision, label, n in rows:
+    for decision, label, n in _summed(log, "inspection", "decision, label", since):
         if decision:
             decisions[decision] = decisions.get(decision, 0) + int(n)
         if label:
@@ -48,17 +52,8 @@ def model_counts(log, since: str | None = None) -> tuple[dict[str, int], dict[st
 
 def final_counts(log, since: str | None = None) -> dict[str, int]:
     """The final decisions (``review``: awaiting a person), all time or from ``since`` on."""
-    if since:
-        minute, hour = _spans(since)
-        rows = log.query(
-            "SELECT decision, SUM(n) FROM ("
-            "SELECT decision, n FROM final_minutes WHERE minute >= ? AND minute < ? "
-            "UNION ALL SELECT decision, n FROM final_hours WHERE hour >= ?) AS spans GROUP BY decision",
-            [minute, hour + ":00", hour])
-    else:
-        rows = log.query("SELECT decision, n FROM final_totals")
     out = {d: 0 for d in DECISIONS}
-    for decision, n in rows:
+    for decision, n in _summed(log, "final", "decision", since):
         out[decision] = out.get(decision, 0) + int(n)
     return out
 

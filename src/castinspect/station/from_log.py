@@ -11,11 +11,10 @@ validation or test photo (they would make the validation lie).
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
-from castinspect.data.datasets import MANIFEST_FIELDS, write_manifest
+from castinspect.data.datasets import manifest_rows, write_manifest
 from castinspect.station.review import reviewed
 
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "tiff": ".tif", "webp": ".webp"}
@@ -28,13 +27,7 @@ def pooled_rows(pool_with: str | os.PathLike) -> list[dict]:
         path = path / "split.csv"
     if not path.is_file() or path.suffix.lower() != ".csv":
         raise FileNotFoundError(f"{pool_with}: neither a run directory (with split.csv) nor a split manifest")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or set(MANIFEST_FIELDS[:3]) - set(rows[0]):
-        raise ValueError(f"{path}: not a castinspect manifest (columns path,label,split,group expected)")
-    for r in rows:
-        r["path"] = str((path.parent / r["path"]).resolve()) if not os.path.isabs(r["path"]) else r["path"]
-    return [{k: r.get(k, "") for k in MANIFEST_FIELDS} for r in rows]
+    return [{**r, "path": os.path.abspath(r["path"])} for r in manifest_rows(path)]
 
 
 def reviewed_dataset(log, out: str | os.PathLike, pool_with: str | os.PathLike | None = None) -> dict:

@@ -29,6 +29,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 from castinspect.core.records import Inspection, utc_now
 from castinspect.core.sinks import write_records
+from castinspect.station.counts import WINDOWS, hourly, summary
 from castinspect.station.database import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -308,8 +309,6 @@ class InspectionLog:
     def stats(self, now: datetime | None = None, since: str | None = None) -> dict:
         """Counts over the last hour, the last 24 hours and all time, and from ``since`` on (an ISO
         time, e.g. the shift's start) with its hours (``station.counts``)."""
-        from castinspect.station.counts import WINDOWS, hourly, summary
-
         out = summary(self, now, WINDOWS + ((("since", since),) if since else ()))
         if since:
             out["since"]["from"], out["since"]["hours"] = since, hourly(self, since)

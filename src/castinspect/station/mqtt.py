@@ -33,11 +33,16 @@ def topic(station: str, kind: str) -> str:
     return f"castinspect/{station}/{kind}"
 
 
+def part_id(record: dict) -> str:
+    """The part a PLC knows: the client's Idempotency-Key (e.g. its trigger id), the watched
+    file's name, else the photo's name."""
+    key = record.get("request_key") or ""
+    return key.split(":", 2)[2] if key.startswith("watch:") else key or record["source"]
+
+
 def message(row: dict, station: str) -> tuple[str, str]:
     """(topic, JSON payload) of one record, with the signals a PLC integration expects."""
-    key = row.get("request_key") or ""
-    part = key.split(":", 2)[2] if key.startswith("watch:") else key or row["source"]
-    body = {"id": row["id"], "part": part, "result": RESULT.get(row["decision"], "ERROR"),
+    body = {"id": row["id"], "part": part_id(row), "result": RESULT.get(row["decision"], "ERROR"),
             "decision": row["decision"], "class": row["label"], "p_defect": row["p_defect"], "score": row["score"],
             "error_code": None, "reasons": row["reasons"], "familiarity": row["familiarity"], "model": row["model"],
             "time": row["time"], "source": row["source"], "station": station}
@@ -46,9 +51,7 @@ def message(row: dict, station: str) -> tuple[str, str]:
 
 def disposition_message(entry: dict, station: str) -> tuple[str, str]:
     """(topic, JSON payload) of a person's disposition: the part's final result."""
-    key = entry.get("request_key") or ""
-    part = key.split(":", 2)[2] if key.startswith("watch:") else key or entry["source"]
-    body = {"id": entry["inspection_id"], "disposition_id": entry["id"], "part": part,
+    body = {"id": entry["inspection_id"], "disposition_id": entry["id"], "part": part_id(entry),
             "result": RESULT[entry["decision"]], "decision": entry["decision"], "class": entry["label"],
             "model_decision": entry["model_decision"], "who": entry["who"], "role": entry["role"],
             "note": entry["note"], "time": entry["time"], "source": entry["source"], "station": station}

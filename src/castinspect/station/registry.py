@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from castinspect.core.records import utc_now
-from castinspect.models.checkpoint import load_checkpoint
+from castinspect.models.checkpoint import load_checkpoint, run_model
 from castinspect.station.database import Database
 
 FIELDS = ("id", "created", "source", "sha256", "data_fingerprint", "metrics", "classes", "active", "registered_by")
@@ -27,9 +27,7 @@ FOLLOW_EVERY = 5.0  # seconds between a station's looks at the registry
 
 def model_file(path: str | os.PathLike) -> Path:
     """A checkpoint, or a run directory's ``model.ckpt``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.ckpt"
+    path = run_model(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     if path.suffix.lower() == ".onnx":

@@ -276,20 +276,14 @@ def existing(db: Database, column: str, values: list[str]) -> set[str]:
     return found
 
 
+SPANS = (("minutes", "minute", 16), ("hours", "hour", 13), ("totals", None, 0))  # table, bucket, time width
+
+
 def count(db: Database, rows: list[tuple]) -> None:
-    """Add these rows to the per-minute, per-hour and all-time counters, in one fixed order of
-    keys (two stations' transactions lock the same counter rows in the same order: no deadlock)."""
+    """Add these rows to the counters of the model's decisions and of the final ones."""
     col = {c: i for i, c in enumerate(COLUMNS)}
-    keys = Counter((r[col["time"]], r[col["model"]], r[col["decision"]] or "", r[col["label"]] or "") for r in rows)
-    for table, bucket, width in (("inspection_minutes", "minute", 16), ("inspection_hours", "hour", 13),
-                                 ("inspection_totals", None, 0)):
-        counts: Counter = Counter()
-        for (when, *rest), n in keys.items():
-            counts[(when[:width], *rest) if bucket else tuple(rest)] += n
-        names = ([bucket] if bucket else []) + ["model", "decision", "label"]
-        db.executemany(f"INSERT INTO {table} ({', '.join(names)}, n) VALUES ({', '.join('?' * (len(names) + 1))}) "
-                       f"ON CONFLICT ({', '.join(names)}) DO UPDATE SET n = {table}.n + excluded.n",
-                       [(*k, n) for k, n in sorted(counts.items())])
+    add_counts(db, "inspection", ("model", "decision", "label"), Counter(
+        (r[col["time"]], r[col["model"]], r[col["decision"]] or "", r[col["label"]] or "") for r in rows))
     count_final(db, Counter((r[col["time"]], r[col["decision"]]) for r in rows if r[col["decision"]]))
 
 
@@ -297,12 +291,19 @@ def count_final(db: Database, changes: Counter) -> None:
     """Add ``changes`` ((time, final decision) -> n, n may be negative: a person's disposition
     moves a part from one decision to another) to the counters of final decisions; "review" is a
     part still awaiting a person."""
-    for table, bucket, width in (("final_minutes", "minute", 16), ("final_hours", "hour", 13),
-                                 ("final_totals", None, 0)):
+    add_counts(db, "final", ("decision",), changes)
+
+
+def add_counts(db: Database, prefix: str, columns: tuple[str, ...], changes: Counter) -> None:
+    """Add ``changes`` ((time, *columns) -> n) to the per-minute, per-hour and all-time counters
+    ``prefix_minutes``, ``prefix_hours``, ``prefix_totals``, in one fixed order of keys (two
+    stations' transactions lock the same counter rows in the same order: no deadlock)."""
+    for span, bucket, width in SPANS:
+        table = f"{prefix}_{span}"
         counts: Counter = Counter()
-        for (when, decision), n in changes.items():
-            counts[(when[:width], decision) if bucket else (decision,)] += n
-        names = ([bucket] if bucket else []) + ["decision"]
+        for (when, *rest), n in changes.items():
+            counts[(when[:width], *rest) if bucket else tuple(rest)] += n
+        names = ([bucket] if bucket else []) + list(columns)
         db.executemany(f"INSERT INTO {table} ({', '.join(names)}, n) VALUES ({', '.join('?' * (len(names) + 1))}) "
                        f"ON CONFLICT ({', '.join(names)}) DO UPDATE SET n = {table}.n + excluded.n",
                        [(*k, n) for k, n in sorted(counts.items()) if n])

@@ -14,13 +14,12 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from castinspect.core.config import Config
-from castinspect.models.checkpoint import Checkpoint, load_checkpoint
+from castinspect.models.checkpoint import Checkpoint, load_checkpoint, run_model
 from castinspect.models.registry import choose
 
 ALPHA = 0.7  # the share of the loss that follows the teacher
@@ -84,9 +83,7 @@ def student_config(teacher: Checkpoint, size: str | None = None, input_size: int
 def teacher_of(source: str | os.PathLike | None) -> tuple[Checkpoint, str | None]:
     """The teacher checkpoint (a run directory, a model file, or None: the bundled model) and the
     data it was trained on, where its run says (the run's split.csv keeps its validation)."""
-    path = Path(source) if source is not None else None
-    if path is not None and path.is_dir():
-        path = path / "model.ckpt"
+    path = run_model(source) if source is not None else None
     ckpt = load_checkpoint(path)
     split = path.parent / "split.csv" if path is not None else None
     data = str(split) if split is not None and split.is_file() else (ckpt.info.get("data") or {}).get("root")
