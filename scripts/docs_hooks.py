@@ -51,7 +51,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "stats-scale": "The station's stats on a big log",
           "watch-backlog": "The folder watcher on a backlog",
           "predict-vs-decode": "End-to-end predict against the decode-only limit",
-          "micro-batching": "The station with and without micro-batching"}
+          "micro-batching": "The station with and without micro-batching",
+          "distilled-student": "A first distilled student of the bundled model (25-minute budget)"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
