@@ -52,7 +52,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "watch-backlog": "The folder watcher on a backlog",
           "predict-vs-decode": "End-to-end predict against the decode-only limit",
           "micro-batching": "The station with and without micro-batching",
-          "distilled-student": "A first distilled student of the bundled model (25-minute budget)"}
+          "distilled-student": "A first distilled student of the bundled model (25-minute budget)",
+          "distributed-training": "One process against torchrun with two (gloo, the same steps)"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -99,6 +100,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = predict_vs_decode(data)
     elif "batching" in data:
         body = micro_batching(data)
+    elif "launcher" in data:
+        body = distributed(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -239,6 +242,23 @@ def micro_batching(data: dict) -> list[str]:
                      f"{r['log_check']['acknowledged']} = {r['log_check']['rows']}"])
     return table(["server", "16 clients: requests/s", "p50 / p99 ms", "one client: requests/s", "p50 / p99 ms",
                   "errors", "answers = log rows"], rows)
+
+
+def distributed(data: dict) -> list[str]:
+    n = data["processes"]
+    out = [f"{data['per_class']} training photos per class, the default recipe for {data['epochs']} epochs, no search; "
+           f"{data['launcher']}, {data['cores']} cores. Both runs validate on the same photos.", ""]
+    rows = []
+    for d in data["datasets"]:
+        one, many = d["runs"]
+        acc = [f"{r['val_accuracy']['value']:.1%} [{r['val_accuracy']['low']:.1%}, {r['val_accuracy']['high']:.1%}]"
+               for r in (one, many)]
+        rows.append([d["dataset"], d["validation_photos"], f"{one['steps']} / {many['steps']}", *acc,
+                     f"{one['val_loss']:.3f} / {many['val_loss']:.3f}", f"{d['decisions_agree']} of {d['validation_photos']}",
+                     f"{d['wall_seconds']['1']:.0f} / {d['wall_seconds'][str(n)]:.0f}", f"{d['speed_ratio']:.2f}"])
+    return out + table(["data", "validation photos", "steps (1 / N)", "accuracy, 1 process (95%)",
+                        f"accuracy, {n} processes (95%)", "best val loss (1 / N)", "decisions agree",
+                        "wall s (1 / N)", "speed-up"], rows)
 
 
 def bench(data: dict) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from services import benchmark
 
 from castinspect.station.log import InspectionLog
@@ -56,3 +57,38 @@ def test_hard_kill_mid_load_keeps_every_acknowledged_record(tmp_path):
         server.wait(30)
     with InspectionLog.open(db) as log:
         assert log.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned-by-month"])
+def test_three_stations_on_one_postgresql_log_under_load(postgres, partitioned):
+    """Three `serve` processes started together on one PostgreSQL log (fresh: they race to create
+    its schema; or partitioned by month with scripts/postgres/partition-by-month.sql), each under
+    load from its own clients: every acknowledged request is one row, under the station that
+    answered it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = postgres.new_database()
+    if partitioned:
+        from test_retention import RECIPE, psql
+
+        InspectionLog.open(db).close()
+        psql(postgres, db, "-f", str(RECIPE))
+    ports = [load_test.free_port() for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        servers = list(pool.map(lambda i: load_test.start_server(ports[i], db, ["--station", f"line-{i}"]), range(3)))
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            loads = list(pool.map(lambda port: load_test.run_load(port, 3, 4.0), ports))
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(30)
+    acknowledged = {i: [r[2] for r in results if r[1] == 200] for i, (results, _) in enumerate(loads)}
+    assert all(len(ids) > 0 for ids in acknowledged.values())
+    assert all(load_test.summary(*load)["errors"] == 0 for load in loads)
+    check = load_test.check_log(db, [i for ids in acknowledged.values() for i in ids])
+    assert check["rows"] == check["acknowledged"] and check["missing"] == check["duplicated"] == 0
+    with InspectionLog.open(db) as log:
+        for i, ids in acknowledged.items():
+            assert {row["id"] for row in log.iter_rows(station=f"line-{i}")} == set(ids)

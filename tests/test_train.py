@@ -103,7 +103,7 @@ def test_a_tiny_validation_split_does_not_pick_the_epoch(synth_root, tmp_path):
 def test_weight_average_follows_the_model():
     import torch
 
-    from castinspect.training.train import WeightAverage
+    from castinspect.training.average import WeightAverage
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     average = WeightAverage(model, decay=0.9)

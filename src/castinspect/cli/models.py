@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -65,6 +66,11 @@ class BarProgress:
         self.bar.stop()
 
 
+def main_progress() -> BarProgress | None:
+    """A progress bar, in rank 0 of a torchrun only (the others train silently)."""
+    return BarProgress() if os.environ.get("RANK", "0") == "0" else None
+
+
 @app.command()
 def train(
     data_root: Annotated[Path, typer.Argument(help="ROOT/train/<class>/ (Kaggle layout), ROOT/<class>/, or a split manifest.")],
@@ -85,6 +91,8 @@ def train(
     model with it, and write a run directory.
 
     Example: castinspect train ../shared/data/casting_data --out runs/first --budget 10m
+
+    On several processes or machines: torchrun --standalone --nproc-per-node 2 -m castinspect train ...
     """
     from castinspect.training.run import configure, train_and_evaluate
 
@@ -92,8 +100,10 @@ def train(
     with user_errors():
         cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict,
                         value(device))
-        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=BarProgress(),
+        result, metrics = train_and_evaluate(cfg, data_root, run_dir, resume=resume, progress=main_progress(),
                                              budget=budget, search=not no_search)
+    if result is None:
+        return  # a process of a torchrun other than rank 0: rank 0 reports
     info = result.checkpoint.info
     if metrics.get("search"):
         done = [t for t in metrics["search"] if t["state"] == "complete"]
@@ -136,8 +146,10 @@ def distill(
         cfg = student_config(ckpt, value(size), input_size)
         if seed is not None:
             cfg.train.seed = seed
-        result, metrics = train_and_evaluate(cfg, source, run_dir, progress=BarProgress(), budget=budget,
+        result, metrics = train_and_evaluate(cfg, source, run_dir, progress=main_progress(), budget=budget,
                                              search=False, teacher=Teacher(ckpt, alpha, temperature))
+    if result is None:
+        return
     info = result.checkpoint.info
     say(f"student trained in {result.seconds:.0f}s, {info['epochs_run']} epochs, {info['steps']} steps; "
         f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs (teacher {ckpt.model_id})")

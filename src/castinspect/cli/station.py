@@ -234,6 +234,40 @@ def log_export(
     say(f"{n} inspections exported")
 
 
+@log_app.command("prune")
+def log_prune(
+    before: Annotated[str, typer.Option(metavar="TIME", help="Delete the inspections from before this UTC time (ISO 8601, e.g. 2025-12-01).")],
+    db: DbOpt = "castinspect.db",
+) -> None:
+    """Delete old inspections (with their dispositions and the stored photos no kept inspection
+    refers to), a batch at a time while stations keep recording. The stats keep every count; a
+    part still awaiting a person stays. Export first what must be kept.
+
+    Example: castinspect log prune --db sqlite:///line1.db --before 2025-12-01
+    """
+    from castinspect.station.log import InspectionLog
+    from castinspect.station.retention import prune
+
+    with user_errors():
+        if not valid_time(before):
+            raise ValueError(f"--before {before!r}: not an ISO 8601 time (e.g. 2025-12-01 or 2025-12-01T06:00)")
+        log = InspectionLog.open(db, create=False)
+    with log:
+        done = prune(log, before)
+    say(f"{done['inspections']} inspections and {done['images']} stored photos from before {before} deleted"
+        + (f"; {done['awaiting']} still await a person and were kept" if done["awaiting"] else ""))
+
+
+def valid_time(text: str) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 @app.command()
 def drift(
     db: DbOpt = "castinspect.db",

@@ -182,6 +182,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             time TEXT NOT NULL
         )""",
     ),
+    # 8: retention (``retention``): the counts of the rows deleted, so a listing's total is the
+    # rows kept while the stats keep every count; photos found by the inspections that refer to them
+    (
+        """CREATE TABLE retired (
+            model TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            label TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (model, decision, label)
+        ) {clustered}""",
+        "CREATE INDEX inspections_image ON inspections (image_sha256)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 IDENTITY_SINCE = 5  # the schema version that gave a log its identity

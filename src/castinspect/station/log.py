@@ -279,7 +279,8 @@ class InspectionLog:
     def page(self, limit: int = 50, offset: int = 0, decision: str | None = None) -> tuple[list[dict], int]:
         """(inspections newest first, the number of all rows matching the filter)."""
         where, params = ("WHERE decision = ?", [decision]) if decision else ("", [])
-        total = self.query(f"SELECT COALESCE(SUM(n), 0) FROM inspection_totals {where}", params)[0][0]
+        total = self.query(f"SELECT (SELECT COALESCE(SUM(n), 0) FROM inspection_totals {where}) - "
+                           f"(SELECT COALESCE(SUM(n), 0) FROM retired {where})", params * 2)[0][0]
         rows = self.query(f"SELECT {', '.join(COLUMNS)} FROM inspections {where} "
                            f"ORDER BY seq DESC LIMIT ? OFFSET ?", params + [limit, offset])
         return [row_dict(r) for r in rows], int(total)

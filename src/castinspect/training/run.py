@@ -14,6 +14,7 @@ from pathlib import Path
 
 from castinspect.core.config import Config
 from castinspect.core.provenance import provenance
+from castinspect.core.runtime import training_device
 from castinspect.data.datasets import (
     Decoded,
     ImageSet,
@@ -31,6 +32,7 @@ from castinspect.evaluation.evaluate import (
 )
 from castinspect.inference.predict import Predictor
 from castinspect.models.checkpoint import Checkpoint, save_checkpoint
+from castinspect.training.distributed import World, join, leave
 from castinspect.training.inputs import (
     TrainingData,
     part_on_background,
@@ -45,18 +47,29 @@ from castinspect.training.train import Progress, TrainResult, fit, prepare_run_d
 def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
                        resume: bool = False, progress: Progress | None = None,
                        budget: float = DEFAULT_BUDGET, search: bool = False,
-                       teacher=None) -> tuple[TrainResult, dict]:
+                       teacher=None) -> tuple[TrainResult | None, dict]:
     """A whole run within ``budget`` seconds: the recipe search (unless ``search`` is off), the
     final fit with the chosen recipe, then metrics.json and report.html: validation, and the test
     split when there is one (reported only: by then every choice has been made on validation).
-    ``teacher``: a ``distill.Teacher`` the model also learns from (no search then)."""
+    ``teacher``: a ``distill.Teacher`` the model also learns from (no search then). Under
+    ``torchrun`` the processes train together (``distributed``); rank 0 returns the run, the
+    others (None, {})."""
     t0 = time.perf_counter()
     progress = progress or Progress()
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
+    world = join(training_device(cfg.train.device), budget + 1800)  # one process unless under torchrun
+    try:
+        return _train_and_evaluate(cfg, data_root, Path(run_dir), resume, progress, budget, search, teacher, world, t0)
+    finally:
+        leave()
+
+
+def _train_and_evaluate(cfg: Config, data_root, run_dir: Path, resume: bool, progress: Progress, budget: float,
+                        search: bool, teacher, world: World, t0: float) -> tuple[TrainResult | None, dict]:
+    if world.main:
+        prepare_run_dir(run_dir, resume)
     if resume and (run_dir / "last.ckpt").exists():
         search = False  # the final fit had begun: its recipe is the run's config.yaml
-    else:
+    elif world.main:
         cfg.save(run_dir / "config.yaml")  # the search's starting point, which --resume reads back
     located = cfg.data.locate == "auto"
     locate_choice = search and located and part_on_background(data_root, cfg.data.split_seed)
@@ -72,13 +85,17 @@ def train_and_evaluate(cfg: Config, data_root: str | os.PathLike, run_dir: str |
     reserve = evaluation_reserve(len(val.labels) + (len(test) if test is not None else 0),
                                  len(train.labels) if test is not None else 0)
     trials, cfg = None, base  # resolved once: the fit does not decide (and announce) it again
-    if search:
+    if search and world.main:
         left = budget - (time.perf_counter() - t0) - reserve
         found = run_search(base, data, run_dir, SEARCH_SHARE * left, progress, locate_choice, resume)
         cfg, trials = found.config, found.trials
         progress.message(f"recipe: {describe_recipe(cfg)}")
+    if search:
+        cfg = world.from_main(cfg)  # the other processes wait here for rank 0's recipe
     result = fit(cfg, data_root, run_dir, resume=True, progress=progress, deadline=t0 + budget - reserve, data=data,
                  teacher=teacher)
+    if result is None:
+        return None, {}  # not rank 0: it evaluates and reports
     metrics = finish_run(result.run_dir, result.checkpoint, result.val, test or None, trials)  # an empty test is none
     metrics["run_seconds"] = time.perf_counter() - t0
     write_metrics(run_dir / "metrics.json", metrics)

@@ -100,15 +100,17 @@ def plan(tc: TrainConfig, n_train: int) -> Schedule:
 
 
 class TimeProbe:
-    """Times a run's first steps and one validation pass, then cuts its schedule to a deadline."""
+    """Times a run's first steps and one validation pass, then cuts its schedule to a deadline
+    (under ``torchrun``, by rank 0's timing: every process must make the same steps)."""
 
     def __init__(self, schedule: Schedule, deadline: float, val: Decoded, model: torch.nn.Module,
-                 progress) -> None:
-        self.schedule, self.deadline, self.progress = schedule, deadline, progress
+                 progress, world=None) -> None:
+        self.schedule, self.deadline, self.progress, self.world = schedule, deadline, progress, world
         sample = min(len(val.labels), 64)
         t = time.perf_counter()
         predict_probs(model, val.images[:sample])
-        self.val_seconds = (time.perf_counter() - t) * len(val.labels) / max(1, sample)
+        shares = world.size if world is not None else 1  # each process validates its share
+        self.val_seconds = (time.perf_counter() - t) * len(val.labels) / max(1, sample) / shares
         self.t_first = None
 
     def after_step(self, i: int) -> None:
@@ -119,6 +121,8 @@ class TimeProbe:
         step_seconds = (time.perf_counter() - self.t_first) / (PROBE_STEPS - 2)
         planned = self.schedule.total_steps
         self.schedule.fit_time(self.deadline - time.perf_counter(), step_seconds, self.val_seconds, i + 1)
+        if self.world is not None:
+            vars(self.schedule).update(self.world.from_main(self.schedule.to_dict()))
         if self.schedule.cut:
             self.progress.replan(self.schedule.total_steps)
             self.progress.message(f"time limit: {self.schedule.total_steps} steps of {planned} fit "

@@ -10,7 +10,6 @@ stopping, the best checkpoint and the threshold. The test split is never read he
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import os
@@ -47,7 +46,9 @@ from castinspect.models.network import (
     to_input,
 )
 from castinspect.models.registry import bf16_training, build_model, resolve
+from castinspect.training.average import WeightAverage
 from castinspect.training.distill import shrink
+from castinspect.training.distributed import SINGLE, World, current
 from castinspect.training.inputs import (
     TrainingData,
     resolve_locate,
@@ -80,37 +81,11 @@ class Progress:
     def close(self) -> None: ...
 
 
-class WeightAverage:
-    """An exponential moving average of a model's weights and BatchNorm statistics.
-
-    When on (``train.ema_decay`` > 0) it is validated, kept and shipped instead of the last step's
-    weights: on parts the model has not seen, single-step weights can swing widely from epoch to
-    epoch; the average does not. The decay ramps up over the first steps so a short run is not dominated
-    by its random initial weights.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if avg.dtype.is_floating_point:
-                avg.lerp_(new, 1 - d)
-            else:
-                avg.copy_(new)  # e.g. BatchNorm's batch counter
-
-
 def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, x_train: torch.Tensor, y_train: torch.Tensor,
                 schedule: Schedule, epoch: int, cfg: Config, g: torch.Generator, bf16: bool, progress: Progress,
-                average: WeightAverage | None = None, after_step=None, teacher=None) -> tuple[float, float]:
+                average: WeightAverage | None = None, after_step=None, teacher=None,
+                world: World = SINGLE) -> tuple[float, float]:
     """Epoch ``epoch``: batches of the shuffled, augmented training images, as many as the schedule
     gives it (fewer than a full pass when a time limit cut the run); returns (mean loss, accuracy)
     over them. ``after_step(i)`` is called after each step (the time probe, which may cut it).
@@ -124,6 +99,8 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     while i < schedule.steps_in(epoch):
         idx = order[i * batch_size:(i + 1) * batch_size]
         x = augment_batch(to_input(x_train[idx]), cfg.augment, g)  # on the CPU: its generator is the run's
+        mine, weight = world.share(len(idx))
+        x, idx = x[mine], idx[mine]
         soft = teacher.targets(x) if teacher is not None else None
         x = shrink(x, cfg.model.input_size) if teacher is not None else x
         x = x.to(device).contiguous(memory_format=torch.channels_last)
@@ -133,7 +110,7 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         loss = (F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing) if soft is None
                 else teacher.loss(logits.float(), y, soft, cfg.train.label_smoothing))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight).backward()
         optimizer.step()
         scheduler.step()
         if average is not None:
@@ -146,15 +123,21 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         if after_step is not None:
             after_step(i)
         i += 1
+    loss_sum, correct, seen = world.sum(loss_sum, correct, seen)
     return loss_sum / max(1, seen), correct / max(1, seen)
 
 
-def validate(model: torch.nn.Module, val: Decoded) -> tuple[float, float]:
-    """(cross-entropy, accuracy) on the validation split."""
-    probs = torch.from_numpy(predict_probs(model, val.images))
-    labels = torch.from_numpy(val.labels)
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-7)), labels)
-    return float(loss), float((probs.argmax(1) == labels).float().mean())
+def validate(model: torch.nn.Module, val: Decoded, world: World = SINGLE) -> tuple[float, float]:
+    """(cross-entropy, accuracy) on the validation split (each process of a ``world`` judges its
+    share of it with rank 0's weights)."""
+    world.align(model)
+    mine = slice(world.rank, None, world.size)
+    probs = torch.from_numpy(predict_probs(model, val.images[mine]))
+    labels = torch.from_numpy(val.labels[mine])
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-7)), labels, reduction="sum")
+    loss, correct = world.sum(float(loss), float((probs.argmax(1) == labels).sum()))
+    n = max(1, len(val.labels))
+    return loss / n, correct / n
 
 
 @dataclass
@@ -175,7 +158,7 @@ class Trained:
 
 def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | None = None,
                 deadline: float | None = None, on_epoch=None, state_path: Path | None = None,
-                resume: bool = False, teacher=None) -> Trained:
+                resume: bool = False, teacher=None, world: World = SINGLE) -> Trained:
     """Train ``cfg`` (resolved: ``registry.resolve``) on ``train``, choosing the epoch on ``val``.
 
     ``deadline`` (a ``time.perf_counter`` value): the schedule is cut, once, after its first steps,
@@ -186,7 +169,7 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
     progress = progress or Progress()
     tc = cfg.train
     g = seed_everything(tc.seed, tc.deterministic)  # before the model: its initial weights are drawn
-    device = training_device(tc.device)
+    device = world.device(training_device(tc.device))
     model = build_model(cfg.model, len(train.classes), pretrained=True).to(device, memory_format=torch.channels_last)
     for module in model.early_stages(tc.freeze_stages or 0):
         module.requires_grad_(False)  # (their BatchNorm statistics still follow the new photos)
@@ -221,7 +204,8 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
     if not selects:
         progress.message(f"validation holds {len(val.labels)} photos (< {tc.min_val_to_select}): "
                          "no early stopping or calibration; the last weights are kept")
-    probe = TimeProbe(schedule, deadline, val, average.model if average is not None else model, progress) \
+    net = world.wrap(model)  # after the resume state: every process starts from the same weights
+    probe = TimeProbe(schedule, deadline, val, average.model if average is not None else model, progress, world) \
         if deadline is not None and start_epoch == 0 else None
     x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
     progress.start(schedule.epochs, schedule.steps_per_epoch)
@@ -229,13 +213,14 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
     epoch = start_epoch
     while epoch < schedule.epochs and stale < schedule.patience:
         t_epoch = time.perf_counter()
-        train_loss, train_acc = train_steps(model, optimizer, scheduler, x_train, y_train, schedule, epoch,
+        train_loss, train_acc = train_steps(net, optimizer, scheduler, x_train, y_train, schedule, epoch,
                                             cfg, g, bf16, progress, average,
-                                            probe.after_step if probe is not None and epoch == 0 else None, teacher)
+                                            probe.after_step if probe is not None and epoch == 0 else None, teacher,
+                                            world)
         # The model that would ship (the weight average, when on) is validated in fp32, as the
         # Predictor will run it: the checkpoint is chosen on the numbers it will actually produce.
         shipped = average.model if average is not None else model
-        val_loss, val_acc = validate(shipped, val)
+        val_loss, val_acc = validate(shipped, val, world)
         epoch += 1
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
@@ -250,7 +235,7 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
         if on_epoch is not None:
             on_epoch(row)
         # On a tiny dataset an epoch is a step or two: keep the resume state every ~20 steps.
-        if state_path is None or (epoch % save_every and epoch < schedule.epochs and stale < schedule.patience):
+        if state_path is None or not world.main or (epoch % save_every and epoch < schedule.epochs and stale < schedule.patience):
             continue
         write_history(state_path.parent / "history.csv", history)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -271,19 +256,22 @@ def train_model(cfg: Config, train: Decoded, val: Decoded, progress: Progress | 
 
 def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
         progress: Progress | None = None, deadline: float | None = None,
-        data: TrainingData | None = None, teacher=None) -> TrainResult:
+        data: TrainingData | None = None, teacher=None) -> TrainResult | None:
     """Train ``cfg`` on ``data_root`` into ``run_dir``. ``deadline``: see ``train_model``;
     ``data``: the run's photos already split and decoded (a recipe search's); ``teacher``: a
-    ``distill.Teacher`` the model learns from besides the labels."""
+    ``distill.Teacher`` the model learns from besides the labels. Under ``torchrun`` every process
+    trains and rank 0 writes the run (the others get None)."""
     progress = progress or Progress()
     if cfg.train.epochs < 1:
         raise ValueError("epochs must be at least 1")
     t_start = time.perf_counter()
     tune_allocator()
     set_threads(cfg.train.threads)
+    world = current()
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
-    cfg.save(run_dir / "config.yaml")
+    if world.main:
+        prepare_run_dir(run_dir, resume)
+        cfg.save(run_dir / "config.yaml")
 
     located = cfg.data.locate == "auto"
     cfg = resolve_locate(cfg, data_root)
@@ -295,14 +283,15 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
     cfg = resolve_part_augmentation(cfg, train, progress)
     auto = cfg.model.backbone == "auto"
     cfg = resolve(cfg)  # the config saved says what was trained: backbone, mirror averaging, size
-    cfg.save(run_dir / "config.yaml")
     if auto:
         progress.message(f"backbone: {cfg.model.backbone} ({len(train.labels)} training photos)")
-    # The split as a manifest, so the exact validation photos can be re-evaluated later
-    # (e.g. `castinspect evaluate RUN_DIR/split.csv --split val --robustness`).
-    write_manifest(run_dir / "split.csv", [
-        {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
-        for name, part in (("train", train), ("val", val)) for p, y in zip(part.paths, part.labels)])
+    if world.main:
+        cfg.save(run_dir / "config.yaml")
+        # The split as a manifest, so the exact validation photos can be re-evaluated later
+        # (e.g. `castinspect evaluate RUN_DIR/split.csv --split val --robustness`).
+        write_manifest(run_dir / "split.csv", [
+            {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
+            for name, part in (("train", train), ("val", val)) for p, y in zip(part.paths, part.labels)])
     for err in skipped:
         progress.message(f"skipped {err}")
     classes = train.classes
@@ -315,7 +304,9 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
 
     fitted = train if teacher is None else data.decoded(teacher.input_size, cfg.data.locate == "on")[0]
     trained = train_model(cfg, fitted, val, progress, deadline, state_path=run_dir / "last.ckpt", resume=resume,
-                          teacher=teacher)
+                          teacher=teacher, world=world)
+    if not world.main:
+        return None  # rank 0 chooses the operating point and writes the model
     model, tc = trained.model, cfg.train
     selects = len(val.labels) >= tc.min_val_to_select
     # One pass over validation serves both the operating point and the familiarity's calibration.
@@ -340,6 +331,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
         "parameters": count_parameters(model),
         "flops": count_flops(model, cfg.model.input_size),
         "bf16": trained.bf16,
+        **({"distributed": {"processes": world.size, "backend": world.backend}} if world.distributed else {}),
         **({"distilled_from": {"model": teacher.model_id, "alpha": teacher.alpha, "temperature": teacher.temperature}}
            if teacher is not None else {}),
         "threshold_rule": ("none: no OK class" if ok_index is None else "0.5" if tc.target_recall is None
