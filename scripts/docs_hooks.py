@@ -53,7 +53,8 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "predict-vs-decode": "End-to-end predict against the decode-only limit",
           "micro-batching": "The station with and without micro-batching",
           "distilled-student": "A first distilled student of the bundled model (25-minute budget)",
-          "distributed-training": "One process against torchrun with two (gloo, the same steps)"}
+          "distributed-training": "One process against torchrun with two (gloo, the same steps)",
+          "anomaly": "Anomaly detection fitted on good parts alone"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
             ("escapes (defects passed)", "escapes", "{}"), ("false rejects (OK scrapped)", "false_rejects", "{}"),
             ("defect recall", "defect_recall", "{:.4f}"), ("false-reject rate", "false_reject_rate", "{:.4f}"),
@@ -102,6 +103,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = micro_batching(data)
     elif "launcher" in data:
         body = distributed(data)
+    elif "anomaly" in data:
+        body = anomaly(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -259,6 +262,21 @@ def distributed(data: dict) -> list[str]:
     return out + table(["data", "validation photos", "steps (1 / N)", "accuracy, 1 process (95%)",
                         f"accuracy, {n} processes (95%)", "best val loss (1 / N)", "decisions agree",
                         "wall s (1 / N)", "speed-up"], rows)
+
+
+def anomaly(data: dict) -> list[str]:
+    t = data["targets"]
+    out = [f"Targets (casting): image ROC-AUC ≥ {t['casting_roc_auc']} on the photos of unseen parts, fitting ≤ "
+           f"{t['fit_seconds']} s. Fitting = the memory bank's features and coreset; the command includes decoding, "
+           "the evaluation and the report.", ""]
+    rows = [[r["dataset"], r["good_class"], r["fitted_photos"], f"{r['bank']:,}",
+             f"{r['validation']['roc_auc']:.3f} ({r['validation']['n']})", f"{r['test']['roc_auc']:.3f} ({r['test']['n']})",
+             f"{r['validation']['defect_recall']:.1%} / {r['validation']['false_reject_rate']:.1%}",
+             f"{r['fit_seconds']:.0f} / {r['command_seconds']:.0f}", f"{r['predict_photos_per_s']:.0f}"]
+            for r in data["anomaly"]]
+    return out + table(["data", "good class", "good photos fitted", "bank", "ROC-AUC, unseen parts (photos)",
+                        "ROC-AUC, test split (photos)", "validation recall / false rejects at the threshold",
+                        "fit / command s", "predict photos/s"], rows)
 
 
 def bench(data: dict) -> list[str]:

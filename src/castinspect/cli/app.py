@@ -52,9 +52,10 @@ class Split(str, Enum):
     test = "test"
 
 
-BackboneChoice = Enum("BackboneChoice", {name: name for name in BACKBONES}, type=str)
+BackboneChoice = Enum("BackboneChoice", {name: name for name, b in BACKBONES.items() if not b.anomaly}, type=str)
 SizeChoice = Enum("SizeChoice", {name: name for name in SIZES}, type=str)
 
+AnomalyOpt = Annotated[Optional[Path], typer.Option("--anomaly-model", metavar="MODEL", help="An anomaly model (train --mode anomaly) every part must pass too: a part it rejects is defective whatever the classifier says.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint or exported .onnx (default: the bundled model).")]
 CheckpointArg = Annotated[Optional[Path], typer.Argument(help="Checkpoint (default: the bundled model).")]
 BackendOpt = Annotated[Backend, typer.Option(help="auto is ONNX Runtime where installed; openvino-bf16 is faster on CPUs with AMX, its probabilities a little further off.")]
@@ -125,3 +126,13 @@ def say(text: str) -> None:
 
 def value(option: Enum | None) -> str | None:
     return option.value if option is not None else None
+
+
+def anomaly_model(path: Path | None):
+    """The Predictor of ``--anomaly-model``, or None."""
+    if path is None:
+        return None
+    from castinspect.inference.predict import Predictor
+
+    with user_errors(OSError):
+        return Predictor.load(path)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from castinspect.cli.app import (
+    AnomalyOpt,
     Backend,
     BackendOpt,
     CostEscapeOpt,
@@ -21,6 +22,7 @@ from castinspect.cli.app import (
     Split,
     ThresholdOpt,
     UnfamiliarOpt,
+    anomaly_model,
     app,
     err,
     fail,
@@ -68,6 +70,7 @@ def predict(
     backend: BackendOpt = Backend.auto,
     recursive: RecursiveOpt = False,
     files_from: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also the photos listed in FILE, one path per line ('-': standard input).")] = None,
+    anomaly: AnomalyOpt = None,
 ) -> None:
     """Judge photos: label, p(defective) and decision for each, then a one-line summary on stderr.
     Exit 1 if any file was not judged.
@@ -86,7 +89,7 @@ def predict(
 
     with user_errors():
         predictor = Predictor.load(model, threshold=threshold, review_band=review_band, backend=backend.value,
-                                   on_unfamiliar=on_unfamiliar)
+                                   on_unfamiliar=on_unfamiliar, anomaly=anomaly_model(anomaly))
     files = image_files(paths, recursive)
     tally = Tally()
     results = predictor.predict(files, keep_photos=annotate is not None)

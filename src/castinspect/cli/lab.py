@@ -68,7 +68,7 @@ def learning_curve(
     from castinspect.lab.learning_curve import learning_curve as run_curve
     from castinspect.models.registry import BACKBONES
 
-    chosen = tuple(b.value for b in backbones) if backbones else tuple(BACKBONES)
+    chosen = tuple(b.value for b in backbones) if backbones else tuple(n for n, b in BACKBONES.items() if not b.anomaly)
     with user_errors():
         curve = run_curve(data_root, out_dir, tuple(sizes or DEFAULT_SIZES), chosen, seeds=seeds, small=small,
                           base=Config.load(config) if config else None, report=say,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,6 +33,11 @@ from castinspect.cli.app import (
     value,
 )
 from castinspect.cli.render import print_metrics, write_records
+
+
+class TrainMode(str, Enum):
+    classify = "classify"
+    anomaly = "anomaly"
 
 
 class BarProgress:
@@ -86,6 +92,7 @@ def train(
     device: Annotated[Optional[Device], typer.Option(help="Where to train: auto is a CUDA GPU when PyTorch sees one, else the CPU.")] = None,
     budget: Annotated[float, typer.Option(parser=duration, metavar="DURATION", help="Time for the whole command: recipe search, final fit, evaluation (e.g. 10m, 90s, 1h).")] = "10m",
     no_search: Annotated[bool, typer.Option("--no-search", help="Train the configured recipe as it is, within the budget, without searching.")] = False,
+    mode: Annotated[TrainMode, typer.Option(help="classify: learn the labelled classes; anomaly: fit on the good photos alone (PatchCore), defect photos only judged on validation.")] = TrainMode.classify,
 ) -> None:
     """Search a training recipe on DATA_ROOT's validation photos within a time budget, train the
     model with it, and write a run directory.
@@ -97,6 +104,8 @@ def train(
     from castinspect.training.run import configure, train_and_evaluate
 
     run_dir = out_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if mode == TrainMode.anomaly:
+        return train_anomaly(data_root, run_dir, config, seed, target_recall, strict, resume, backbone or size)
     with user_errors():
         cfg = configure(config, run_dir, resume, value(backbone), value(size), epochs, seed, target_recall, strict,
                         value(device))
@@ -112,6 +121,26 @@ def train(
         f"{info['parameters']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs; the whole run {metrics['run_seconds']:.0f}s")
     if result.skipped:
         say(f"skipped {len(result.skipped)} unreadable image(s)")
+    print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])
+    out.print(f"run directory: {run_dir}", highlight=False, markup=False)
+
+
+def train_anomaly(data_root: Path, run_dir: Path, config: Path | None, seed: int | None,
+                  target_recall: float | None, strict: bool, resume: bool, backbone) -> None:
+    """train --mode anomaly: fit the anomaly model (no steps, no search, no budget to spend)."""
+    from castinspect.training.anomaly import fit_anomaly
+    from castinspect.training.run import configure
+
+    if resume or backbone:
+        raise typer.BadParameter("an anomaly model is fitted in one go on EfficientNet-Lite0's features: "
+                                 "--resume, --backbone and --size do not apply", param_hint="--mode")
+    with user_errors():
+        cfg = configure(config, None, False, None, None, None, seed, target_recall, strict)
+        cfg.model.normalize = "imagenet" if config is None else cfg.model.normalize
+        result, metrics = fit_anomaly(cfg, data_root, run_dir, progress=BarProgress())
+    fitted = result.checkpoint.info["anomaly"]
+    say(f"anomaly model fitted in {result.seconds:.0f}s: {fitted['bank']:,} patches in the memory bank from "
+        f"{fitted['photos']} good photos; threshold: {result.checkpoint.info['threshold_rule']}")
     print_metrics(metrics, [k for k in ("validation", "test") if k in metrics])
     out.print(f"run directory: {run_dir}", highlight=False, markup=False)
 

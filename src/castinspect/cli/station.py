@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from castinspect.cli.app import (
+    AnomalyOpt,
     Backend,
     BackendOpt,
     ModelOpt,
@@ -18,6 +19,7 @@ from castinspect.cli.app import (
     ReviewOpt,
     ThresholdOpt,
     UnfamiliarOpt,
+    anomaly_model,
     app,
     say,
     user_errors,
@@ -55,6 +57,7 @@ def serve(
     batch_wait: Annotated[float, typer.Option(metavar="MS", help="How long, in milliseconds, the first photo of a batch waits for others.")] = 2.0,
     model_name: Annotated[str, typer.Option(metavar="NAME", help="The model's name in the Open Inference Protocol (KServe v2) routes, /v2/models/NAME.")] = "castinspect",
     tokens: Annotated[Optional[Path], typer.Option(metavar="FILE", envvar="CASTINSPECT_TOKENS", help="Named tokens with roles (castinspect token add): operators inspect and settle parts, engineers also promote models.")] = None,
+    anomaly: AnomalyOpt = None,
 ) -> None:
     """Serve the inspection API and the operator page; every judgement is committed to the log
     before its answer is sent. Without --model it judges with the registry's active model (the
@@ -77,7 +80,8 @@ def serve(
                         batch=batch, batch_wait=batch_wait / 1000)
         drift = DriftSettings(window=drift_window, baseline=drift_baseline, min_window=min(50, drift_window))
     log = open_log(db, station, commit_timeout)
-    settings = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar)
+    settings = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar,
+                    anomaly=anomaly_model(anomaly))
     predictor = station_model(model, log, settings)
     say(f"castinspect serving model {predictor.model_id} on http://{host}:{port}/  "
         f"(log: {log.target.describe()}, schema v{log.schema_version()})")
@@ -146,6 +150,7 @@ def watch(
     station: Annotated[Optional[str], typer.Option(metavar="NAME", help="This station's name, written with each record.")] = None,
     commit_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="How long to wait for a commit before leaving the photos for the next try.")] = 10.0,
     mqtt: MqttOpt = None,
+    anomaly: AnomalyOpt = None,
 ) -> None:
     """Judge every photo a camera writes into FOLDER, exactly once (also those written while it
     was down, and across a crash), into the same log as serve; each photo then goes into ok/,
@@ -164,7 +169,8 @@ def watch(
     with user_errors(OSError):
         settings = WatchSettings(out=out, action=action.value, settle=settle, poll=poll)
     log = open_log(db, station, commit_timeout)
-    args = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar)
+    args = dict(threshold=threshold, review_band=review_band, backend=backend.value, on_unfamiliar=on_unfamiliar,
+                anomaly=anomaly_model(anomaly))
     predictor = station_model(model, log, args)
 
     def placed(name: str, where: str, about: dict) -> None:

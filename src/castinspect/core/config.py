@@ -136,11 +136,23 @@ class TrainConfig:
 
 
 @dataclass
+class AnomalyConfig:
+    """The anomaly model fitted on good photos alone (``train --mode anomaly``: ``training.anomaly``)."""
+
+    fit_photos: int = 1000  # good training photos whose patches may enter the memory bank (a seeded draw)
+    patches: int = 100_000  # patches drawn from them for the coreset selection to choose from
+    bank: int = 5_000  # patches kept in the memory bank (greedy coreset)
+    # The threshold by default: validation's good photos above it are this share (false rejects).
+    false_reject: float = 0.01
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -153,7 +165,7 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         """Build a config from a (possibly partial) dict; unknown keys are an error."""
         d = d or {}
-        unknown = set(d) - {"data", "model", "augment", "train"}
+        unknown = set(d) - {"data", "model", "augment", "train", "anomaly"}
         if unknown:
             raise ValueError(f"unknown config sections: {sorted(unknown)}")
         model = dict(d.get("model") or {})
@@ -170,6 +182,7 @@ class Config:
             model=model_cfg,
             augment=AugmentConfig(**_known(AugmentConfig, d.get("augment") or {})),
             train=TrainConfig(**_known(TrainConfig, d.get("train") or {})),
+            anomaly=AnomalyConfig(**_known(AnomalyConfig, d.get("anomaly") or {})),
         )
 
     @classmethod

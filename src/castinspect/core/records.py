@@ -44,6 +44,7 @@ class Inspection:
     reasons: list[str] = field(default_factory=list)
     familiarity: float | None = None
     familiar: bool | None = None
+    anomaly: float | None = None  # the anomaly model's p(defect), where one judges beside the classifier
     photo: np.ndarray | None = field(default=None, repr=False, compare=False)
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -66,4 +67,6 @@ class Inspection:
                  model=self.model, id=self.id, time=self.time)
         if self.error_code is not None:
             d["error_code"] = self.error_code
+        if self.anomaly is not None:
+            d["anomaly"] = self.anomaly
         return d

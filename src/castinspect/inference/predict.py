@@ -37,6 +37,7 @@ from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 Source = str | os.PathLike | bytes
 # What a photo with a quality reason gets: review by a person, reject, or the model's verdict.
 ON_UNFAMILIAR = ("review", "reject", "judge")
+ANOMALOUS = "anomalous"  # the reason a part the classifier passed was rejected by the anomaly model
 ARRAY_BATCH = 128  # photos per backend call when judging decoded arrays (evaluation, the suite)
 
 
@@ -50,7 +51,7 @@ class Predictor:
     def __init__(self, checkpoint: Checkpoint | None = None, threshold: float | None = None,
                  review_band: tuple[float, float] | None = None, workers: int | None = None,
                  backend: str = "auto", onnx_model: bytes | str | None = None,
-                 on_unfamiliar: str = "review") -> None:
+                 on_unfamiliar: str = "review", anomaly: "Predictor | None" = None) -> None:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold}")
         if review_band is not None and not 0.0 <= review_band[0] <= review_band[1] <= 1.0:
@@ -92,6 +93,17 @@ class Predictor:
         sides = [self.input_size / 2] + ([self.quality.min_side / 2] if self.quality is not None else [])
         self.min_side = max(MIN_SIDE, int(min(sides)))
         self.on_unfamiliar = on_unfamiliar
+        # A second model every part must pass too (an anomaly model beside a classifier): it
+        # judges the same model input, so it must share the input size and the localisation.
+        if anomaly is not None and (anomaly.ok_index is None or len(anomaly.classes) != 2
+                                    or anomaly.input_size != self.input_size
+                                    or anomaly.locate != self.locate):
+            raise ValueError(f"the anomaly model {anomaly.model_id} must judge good against defective at this model's "
+                             f"input ({self.input_size} px, localisation {'on' if self.locate else 'off'}); it has "
+                             f"{anomaly.input_size} px, localisation {'on' if anomaly.locate else 'off'}"
+                             + ("" if anomaly.ok_index is not None and len(anomaly.classes) == 2
+                                else f", classes {anomaly.classes}"))
+        self.anomaly = anomaly
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
 
@@ -123,10 +135,12 @@ class Predictor:
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
                 judged: dict[int, Inspection] = {}
                 if good:
-                    probs, familiarity = self.judge(np.stack([decoded[i][1] for i in good]))
+                    images = np.stack([decoded[i][1] for i in good])
+                    probs, familiarity = self.judge(images)
                     reasons = [decoded[i][2] for i in good]
                     names = [batch[i][0] for i in good]
-                    for i, insp in zip(good, self.inspections(names, probs, reasons, familiarity)):
+                    judged_now = self.second_opinion(self.inspections(names, probs, reasons, familiarity), images)
+                    for i, insp in zip(good, judged_now):
                         insp.photo = decoded[i][0]
                         judged[i] = insp
                 for i, (name, _) in enumerate(batch):
@@ -145,11 +159,29 @@ class Predictor:
         name, x, reasons, seen = prepared
         x = x[None]
         probs, familiarity = self.judge(x)
-        insp = self.inspections([name], probs, [reasons], familiarity)[0]
+        insp = self.second_opinion(self.inspections([name], probs, [reasons], familiarity), x)[0]
         insp.photo = seen
         if heatmap:
-            insp.heatmap = self.heatmaps(x, [insp.p_defect if insp.p_defect is not None else insp.score])[0]
+            by = self.anomaly if ANOMALOUS in insp.reasons else self  # the model that rejected it shows where
+            own = insp.p_defect if insp.p_defect is not None else insp.score
+            strength = insp.anomaly if by is self.anomaly else own
+            insp.heatmap = by.heatmaps(x, [strength])[0]
         return insp
+
+    def second_opinion(self, inspections: list[Inspection], images: np.ndarray) -> list[Inspection]:
+        """``inspections`` (of the model inputs ``images``) with the anomaly model's word, where
+        this Predictor has one: its p(defect) in ``anomaly``; a part it rejects is defective
+        whatever the classifier said, labelled as it labels it, with the reason ``anomalous``."""
+        if self.anomaly is None or not inspections:
+            return inspections
+        a = self.anomaly
+        p_anomaly = defect_probability(a.judge(images)[0], a.ok_index)
+        for insp, p in zip(inspections, p_anomaly, strict=True):
+            insp.anomaly = float(p)
+            if p >= a.threshold and insp.decision != DEFECTIVE:
+                insp.decision, insp.label = DEFECTIVE, a.classes[1 - a.ok_index]
+                insp.reasons.append(ANOMALOUS)
+        return inspections
 
     def prepare_one(self, source: Source, name: str | None = None) -> tuple | Inspection:
         """One photo decoded, checked and preprocessed, not yet judged: (name, model input (S, S),
@@ -260,17 +292,21 @@ class Predictor:
 
     def heatmaps(self, images: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
         """Heatmaps (N, S, S) in [0, 1] for decoded images: where the model saw defect (Grad-CAM,
-        each map to its peak) times how sure it is (``strength``: p(defect), or the defect type's
-        probability without an OK class; computed when not given), so a confident OK part's map
-        is dark. They need the checkpoint's gradients, whatever backend judges the photos."""
+        or an anomaly model's map of patch distances; each map to its peak) times how sure it is
+        (``strength``: p(defect), or the defect type's probability without an OK class; computed
+        when not given), so a confident OK part's map is dark. They need the checkpoint's
+        gradients, whatever backend judges the photos."""
         self.require_checkpoint()
         if self._cam_model is None:
             self._cam_model = self.checkpoint.build_network()
-        from castinspect.inference.explain import gradcam
+        from castinspect.inference.explain import anomaly_maps, gradcam
         if strength is None:
             probs, _ = self.judge(images)
             strength = probs.max(axis=1) if self.ok_index is None else defect_probability(probs, self.ok_index)
-        cams = gradcam(self._cam_model, images, self.ok_index)
+        if hasattr(self._cam_model, "anomaly_maps"):  # an anomaly model shows where it departs from good parts
+            cams = anomaly_maps(self._cam_model, images)
+        else:
+            cams = gradcam(self._cam_model, images, self.ok_index)
         return cams * np.asarray(strength, np.float32).reshape(-1, 1, 1)
 
 

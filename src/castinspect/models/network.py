@@ -20,17 +20,22 @@ from torch import nn
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 MIN_STD = 0.02  # a nearly flat photo is not blown up into amplified noise
+IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # ImageNet's RGB means and spreads, averaged: a grey photo's
 
 
 def normalize_pixels(x: torch.Tensor, mode: str) -> torch.Tensor:
     """"per_image": standardise each photo by its own mean and spread. A lamp drifting brighter
     or darker and a flatter exposure are (up to clipping) a gain and an offset on the pixels; this
     removes them exactly instead of hoping augmentation taught the model to ignore them.
-    "fixed": one mean and spread for every photo (models of checkpoint format 1)."""
+    "fixed": one mean and spread for every photo (models of checkpoint format 1). "imagenet":
+    the grey level of ImageNet's channel means and spreads, for pretrained features used as they
+    are (the anomaly model): a photo's absolute brightness is part of what they describe."""
     if mode == "fixed":
         return (x - PIXEL_MEAN) / PIXEL_STD
+    if mode == "imagenet":
+        return (x - IMAGENET_MEAN) / IMAGENET_STD
     if mode != "per_image":
-        raise ValueError(f"unknown normalisation {mode!r}; 'per_image' or 'fixed'")
+        raise ValueError(f"unknown normalisation {mode!r}; 'per_image', 'fixed' or 'imagenet'")
     mean = _image_mean(x)
     std = _image_mean((x - mean).square()).sqrt()
     return (x - mean) / std.clamp_min(MIN_STD)

@@ -30,6 +30,11 @@ def _lite0(cfg: ModelConfig, num_classes: int, mirror: bool, pretrained: bool) -
     return LiteNet(cfg, num_classes, mirror, pretrained)
 
 
+def _patchcore(cfg: ModelConfig, num_classes: int, mirror: bool, pretrained: bool) -> "Network":
+    from castinspect.models.patchcore import PatchCore
+    return PatchCore(cfg, num_classes, mirror, pretrained)
+
+
 @dataclass(frozen=True)
 class Backbone:
     name: str
@@ -46,6 +51,7 @@ class Backbone:
     freeze_stages: int
     sizes: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
     default_size: str | None = None
+    anomaly: bool = False  # fitted on good photos alone (``train --mode anomaly``), not trained by steps
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
@@ -62,6 +68,10 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
              "EfficientNet-Lite0 with ImageNet weights (shipped in a package): the default",
              lr=1e-3, min_steps=300, max_steps=300, mirror_average=True, bf16_training=False, freeze_stages=2,
              gradcam="the last stride-16 stage (blocks 8-10), finer than the head's"),
+    Backbone("patchcore", _patchcore,
+             "an anomaly model on EfficientNet-Lite0's ImageNet features, fitted on good photos alone",
+             lr=0.0, min_steps=0, max_steps=0, mirror_average=False, bf16_training=False, freeze_stages=0,
+             gradcam="none: the anomaly map (patch distances to the memory bank) shows where", anomaly=True),
 )}
 # "auto": the pretrained backbone at every dataset size. It was ahead of the compact CNN on unseen
 # parts at every size of the learning curve and under line variation (docs: results).

@@ -194,13 +194,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) {clustered}""",
         "CREATE INDEX inspections_image ON inspections (image_sha256)",
     ),
+    # 9: the anomaly model's p(defect), where one judges beside the classifier
+    ("ALTER TABLE inspections ADD COLUMN anomaly {real}",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 IDENTITY_SINCE = 5  # the schema version that gave a log its identity
 
 COLUMNS = ("id", "time", "source", "label", "score", "p_defect", "decision", "threshold", "model",
            "scores", "latency_ms", "station", "image_sha256", "reasons", "familiarity", "familiar",
-           "request_key", "disposition", "awaiting")
+           "request_key", "disposition", "awaiting", "anomaly")
 
 # Time limits, so that a database that hangs (a network partition, a frozen server) or a lock held
 # by another process costs a request a bounded wait, never the station: seconds.

@@ -125,7 +125,7 @@ class InspectionLog:
                          json.dumps(insp.scores) if insp.scores is not None else None, ms, self.station, sha,
                          json.dumps(insp.reasons), insp.familiarity,
                          None if insp.familiar is None else int(insp.familiar), key,
-                         None, 1 if insp.decision == "review" or insp.familiar is False else None))
+                         None, 1 if insp.decision == "review" or insp.familiar is False else None, insp.anomaly))
         return self.writer.submit(rows, blobs)
 
     def enable_outbox(self, station: str, build: Callable[[dict], tuple[str, str]],

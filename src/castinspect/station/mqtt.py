@@ -45,7 +45,7 @@ def message(row: dict, station: str) -> tuple[str, str]:
     body = {"id": row["id"], "part": part_id(row), "result": RESULT.get(row["decision"], "ERROR"),
             "decision": row["decision"], "class": row["label"], "p_defect": row["p_defect"], "score": row["score"],
             "error_code": None, "reasons": row["reasons"], "familiarity": row["familiarity"], "model": row["model"],
-            "time": row["time"], "source": row["source"], "station": station}
+            "anomaly": row.get("anomaly"), "time": row["time"], "source": row["source"], "station": station}
     return topic(station, "inspection"), json.dumps(body)
 
 

@@ -1,12 +1,13 @@
 """Retention: deleting the inspections older than a site keeps, while the stats keep their counts.
 
 A part still awaiting a person stays until it is settled (the queue and the stats' count of parts
-awaiting review would otherwise disagree). Rows go a batch at a time, each batch in a transaction of its own on the writer's connection (a
-station can keep recording; no statement runs into the log's statement timeout), with its people's
-dispositions; its counts move to ``retired``, so a listing's total is the rows kept while the
-all-time and per-hour counters still count every part. Then the minute counters and the stored
-photos no kept inspection refers to. On PostgreSQL, a log partitioned by month
-(scripts/postgres/partition-by-month.sql) drops whole months instead.
+awaiting review would otherwise disagree). Rows go a batch at a time, each batch in a
+transaction of its own on the writer's connection (a station can keep recording; no statement
+runs into the log's statement timeout), with its people's dispositions; its counts move to
+``retired``, so a listing's total is the rows kept while the all-time and per-hour counters
+still count every part. Then the minute counters and the stored photos no kept inspection
+refers to. On PostgreSQL, a log partitioned by month (scripts/postgres/partition-by-month.sql)
+drops whole months instead.
 """
 
 from __future__ import annotations

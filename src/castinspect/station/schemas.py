@@ -24,6 +24,8 @@ class Judgement(BaseModel):
     reasons: list[str] = Field(description="Why the photo is unlike the training photos (unfamiliar, blurred, ...).")
     familiarity: Optional[float] = Field(description="How familiar the photo looks, 0-1 (null: not measured).")
     familiar: Optional[bool] = Field(description="Whether it is familiar enough to be judged on its own.")
+    anomaly: Optional[float] = Field(None, description="The anomaly model's p(defect), where the station has one "
+                                                       "(serve --anomaly-model); a part passes only if both pass.")
     model: str = Field(description="The id of the model that judged it.")
     time: str = Field(description="UTC, ISO 8601.")
     latency_ms: float = Field(description="Decode, judgement and commit, in milliseconds.")
@@ -62,6 +64,7 @@ class Record(BaseModel):
     reasons: list[str]
     familiarity: Optional[float]
     familiar: Optional[bool]
+    anomaly: Optional[float] = Field(None, description="The anomaly model's p(defect), if one judged too.")
     request_key: Optional[str] = Field(description="The client's Idempotency-Key, or the watcher's key.")
     disposition: Optional[Literal["ok", "defective"]] = Field(description="The final person's decision, if any.")
     awaiting: bool = Field(description="Whether the part waits in the review queue.")

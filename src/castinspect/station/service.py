@@ -42,7 +42,7 @@ from castinspect.station.upload import STATUS_FOR_CODE
 QUEUE_DEPTH = 64  # requests that may wait for a decode slot
 QUEUE_WAIT = 2.0  # seconds one may wait before it is told to come back (503, Retry-After)
 PUBLIC_FIELDS = ("id", "source", "label", "score", "p_defect", "decision", "threshold", "reasons",
-                 "familiarity", "familiar", "model", "time")
+                 "familiarity", "familiar", "anomaly", "model", "time")
 
 
 class Slots:
@@ -193,7 +193,8 @@ class Station:
         name, x, reasons, _ = prepared
         probs, familiarity, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x))
         insp = predictor.inspections([name], probs[None], [reasons],
-                                     None if familiarity is None else np.array([familiarity]))[0]
+                                     None if familiarity is None else np.array([familiarity]))
+        insp = predictor.second_opinion(insp, x[None])[0]
         return insp, image_key(data), (data, sniff_format(data)) if self.store_images else None
 
     @staticmethod

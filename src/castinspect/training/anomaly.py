@@ -1,0 +1,204 @@
+"""``castinspect train DATA --mode anomaly``: a PatchCore model (``models.patchcore``) fitted on the
+good photos alone, into a run directory like any other.
+
+The photos are split as for a classifier (validation by whole parts). Only the training split's
+good photos are fitted: their patch features fill the memory bank, thinned by greedy coreset
+selection; defect photos, where the data has them, are never fitted: the validation split's are
+judged, to report and, with ``--target-recall``, to set the threshold. The threshold is by
+default the score above which ``anomaly.false_reject`` of validation's good photos fall (so it
+needs good photos only), then scores are mapped so that the threshold is p(defect) 0.5 and the
+decision rule, the review band and the reports read as for a classifier.
+
+RUN_DIR/config.yaml  split.csv (the fitted photos as train, validation as val)  model.ckpt
+        metrics.json  report.html
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from castinspect.core.config import Config
+from castinspect.core.decision import resolve_ok_index
+from castinspect.core.runtime import set_threads, tune_allocator
+from castinspect.data.datasets import (
+    Decoded,
+    ImageSet,
+    is_manifest,
+    load_split,
+    write_manifest,
+)
+from castinspect.data.quality import fit_reference
+from castinspect.evaluation.evaluate import write_metrics
+from castinspect.evaluation.metrics import choose_threshold
+from castinspect.models.checkpoint import Checkpoint, save_checkpoint
+from castinspect.models.network import (
+    count_flops,
+    count_parameters,
+    predict_outputs,
+    to_input,
+)
+from castinspect.models.patchcore import PatchCore, greedy_coreset
+from castinspect.models.registry import build_model
+from castinspect.training.inputs import TrainingData, resolve_locate, train_counts
+from castinspect.training.run import finish_run
+from castinspect.training.train import (
+    Progress,
+    TrainResult,
+    model_familiarity,
+    prepare_run_dir,
+)
+
+ANOMALOUS = "anomalous"  # the label of a rejected part where the data names no single defect class
+BATCH = 32  # photos per forward pass while fitting
+PLACE_PHOTOS, PLACE_PHOTOS_MAX = 30, 1000  # good photos left out of the bank that measure the spread per place
+
+
+def anomaly_classes(classes: list[str], ok_index: int) -> list[str]:
+    """The model's two classes: the good class, and the data's one defect class (or "anomalous"
+    where it has none, or several)."""
+    others = [c for i, c in enumerate(classes) if i != ok_index]
+    return [classes[ok_index], others[0] if len(others) == 1 else ANOMALOUS]
+
+
+def as_anomaly(part, ok_index: int, classes: list[str]):
+    """An ImageSet or Decoded relabelled to the model's classes: 0 good, 1 anything else."""
+    labels = (part.labels != ok_index).astype(np.int64)
+    if isinstance(part, Decoded):
+        return Decoded(part.images, labels, classes, part.paths)
+    return ImageSet(part.paths, labels, classes)
+
+
+@torch.no_grad()
+def patch_features(net: PatchCore, images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, D) patch features of decoded uint8 photos."""
+    parts = [net.forward_features(to_input(torch.from_numpy(images[i:i + BATCH]))).permute(0, 2, 3, 1)
+             for i in range(0, len(images), BATCH)]
+    return torch.cat(parts) if parts else torch.zeros(0, 1, 1, PatchCore.DIMS)
+
+
+def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) -> dict:
+    """Fill ``net``'s memory bank from (up to ``anomaly.fit_photos`` of) the good photos ``good``,
+    and its spread per place from the others, where at least PLACE_PHOTOS are left over; returns
+    what was done."""
+    a = cfg.anomaly
+    rng = np.random.default_rng(cfg.train.seed)
+    order = rng.permutation(len(good))
+    pick, rest = np.sort(order[:a.fit_photos]), np.sort(order[a.fit_photos:][:PLACE_PHOTOS_MAX])
+    t = time.perf_counter()
+    feats = patch_features(net, good[pick])
+    patches = feats.reshape(-1, feats.shape[-1])
+    t_feats = time.perf_counter() - t
+    drawn = torch.from_numpy(np.sort(rng.permutation(len(patches))[:a.patches]))
+    pool = patches[drawn].contiguous()
+    t = time.perf_counter()
+    net.bank = pool[greedy_coreset(pool, a.bank, seed=cfg.train.seed)].clone()
+    t_coreset = time.perf_counter() - t
+    progress.message(f"memory bank: {len(net.bank):,} of {len(pool):,} patches drawn from {len(pick)} good photos "
+                     f"({feats.shape[1]}x{feats.shape[2]} each; features {t_feats:.0f}s, coreset {t_coreset:.0f}s)")
+    if len(rest) >= PLACE_PHOTOS:  # photos the bank has not seen: their distances are a new part's
+        with torch.no_grad():
+            dist = torch.cat([net.patch_distances(net.forward_features(to_input(torch.from_numpy(good[part]))))
+                              for part in np.array_split(rest, max(1, len(rest) // BATCH))])
+        net.place_mean, net.place_std = dist.mean(0), dist.std(0).clamp_min(1e-3)
+        progress.message(f"spread per place in the frame from {len(rest)} other good photos")
+    return {"photos": len(pick), "grid": [int(feats.shape[1]), int(feats.shape[2])], "patches": len(pool),
+            "bank": len(net.bank), "place_photos": len(rest) if len(rest) >= PLACE_PHOTOS else 0,
+            "features_seconds": t_feats, "coreset_seconds": t_coreset}
+
+
+@torch.no_grad()
+def raw_scores(net: PatchCore, images: np.ndarray) -> np.ndarray:
+    """Anomaly scores (N,) in patch-distance units."""
+    out = [net.scores(net.forward_features(to_input(torch.from_numpy(images[i:i + BATCH]))))
+           for i in range(0, len(images), BATCH)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def operating_scale(scores: np.ndarray, anomalous: np.ndarray, cfg: Config) -> tuple[float, float, str]:
+    """(centre, scale, rule): the raw score that becomes p(defect) 0.5 — the recall-target threshold
+    on validation where asked and validation has defects, else the (1 - false_reject) quantile
+    of validation's good photos — and the spread of the good photos' scores, the unit of the
+    logit (so p(defect) moves from ~0.27 to ~0.73 within one spread of the threshold)."""
+    good = scores[~anomalous]
+    if not len(good):
+        raise ValueError("validation holds no good photos: the threshold of an anomaly model is set on them")
+    target = cfg.train.target_recall
+    if target is not None and anomalous.any():
+        centre = float(choose_threshold(anomalous.astype(int), scores, target))
+        rule = f"validation recall >= {target}"
+    else:
+        centre = float(np.quantile(good, 1 - cfg.anomaly.false_reject))
+        rule = f"{cfg.anomaly.false_reject:.1%} of validation's good photos above it"
+    return centre, max(float(good.std()), 1e-6), rule
+
+
+def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike,
+                progress: Progress | None = None) -> tuple[TrainResult, dict]:
+    """Fit ``cfg``'s anomaly model on ``data_root``'s good training photos into ``run_dir``, then
+    evaluate it on validation (and the test split, for reporting) as ``run.finish_run`` does."""
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    tune_allocator()
+    set_threads(cfg.train.threads)
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume=False)
+    cfg.model.backbone, cfg.model.mirror_average = "patchcore", False
+    cfg = resolve_locate(cfg, data_root)
+    data = TrainingData(cfg, data_root)
+    train, val = data.decoded(cfg.model.input_size, cfg.data.locate == "on")
+    ok_index = resolve_ok_index(train.classes, cfg.data.positive_class, cfg.data.ok_class)
+    if ok_index is None and len(train.classes) == 1:
+        ok_index = 0  # one class: every photo is a good one
+    if ok_index is None:
+        raise ValueError(f"which of {train.classes} are the good parts? An anomaly model is fitted on them "
+                         "(set data.ok_class)")
+    classes = anomaly_classes(train.classes, ok_index)
+    keep = np.flatnonzero(train.labels == ok_index)
+    good = Decoded(train.images[keep], np.zeros(len(keep), np.int64), classes, [train.paths[i] for i in keep])
+    val = as_anomaly(val, ok_index, classes)
+    cfg.save(run_dir / "config.yaml")
+    write_manifest(run_dir / "split.csv", [
+        {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
+        for name, part in (("train", good), ("val", val)) for p, y in zip(part.paths, part.labels)])
+    for err in data.errors:
+        progress.message(f"skipped {err}")
+    unused = len(train.labels) - len(good.labels)
+    progress.message(f"fitting on {len(good.labels)} good photos"
+                     + (f" ({unused} defect photos of the training split are not used)" if unused else ""))
+
+    net: PatchCore = build_model(cfg.model, 2, pretrained=True)
+    fitted = fit_bank(net, good.images, cfg, progress)
+    cfg.anomaly.bank = fitted["bank"]
+    scores = raw_scores(net, val.images)
+    centre, scale, rule = operating_scale(scores, val.labels == 1, cfg)
+    net.centre.fill_(centre)
+    net.scale.fill_(scale)
+    _, val_embeddings = predict_outputs(net, val.images, batch_size=BATCH)
+    familiarity = model_familiarity(net, good, val_embeddings, cfg.train.familiarity_share,
+                                    cfg.train.familiarity_bank, cfg.train.seed)
+    seconds = time.perf_counter() - t0
+    info = {
+        "data": {"root": str(data_root), "train": train_counts(good), "val": train_counts(val),
+                 "val_split": "from the manifest" if is_manifest(data_root) else "grouped by part",
+                 "skipped": [str(e) for e in data.errors], "defect_photos_not_fitted": unused},
+        "mode": "anomaly", "anomaly": {**fitted, "centre": centre, "scale": scale},
+        "epochs_run": 0, "best_epoch": 0, "steps": 0, "schedule_cut_to_time": False, "train_seconds": seconds,
+        "parameters": count_parameters(net), "flops": count_flops(net, cfg.model.input_size), "bf16": False,
+        "threshold_rule": rule, "history": [],
+        "quality_reference": fit_reference(good.paths, seed=cfg.data.split_seed).to_dict(),
+    }
+    ckpt = Checkpoint(cfg, classes, 0, 0.5, {k: v.contiguous() for k, v in net.state_dict().items()}, info, 1.0,
+                      familiarity.to_state() if familiarity is not None else None)
+    save_checkpoint(ckpt, run_dir / "model.ckpt")
+    test = None
+    if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
+        test = as_anomaly(load_split(data_root, "test", train.classes), ok_index, classes) or None
+    metrics = finish_run(run_dir, ckpt, val, test if test is not None and len(test) else None)
+    metrics["run_seconds"] = time.perf_counter() - t0
+    write_metrics(run_dir / "metrics.json", metrics)
+    return TrainResult(run_dir, ckpt, [], val, data.errors, seconds), metrics

@@ -1,0 +1,187 @@
+"""The anomaly model (train --mode anomaly): fitted on good photos alone, judged through the one
+Predictor, its map pointing at a planted defect, its exported graph judging as the checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_casting
+from typer.testing import CliRunner
+
+from castinspect.cli import app
+from castinspect.core.config import Config
+from castinspect.inference.predict import Predictor
+from castinspect.models.checkpoint import load_checkpoint
+from castinspect.models.patchcore import greedy_coreset
+from castinspect.training.anomaly import fit_anomaly
+
+runner = CliRunner()
+
+
+def anomaly_config() -> Config:
+    cfg = Config()
+    cfg.model.input_size, cfg.model.normalize = 96, "imagenet"
+    cfg.anomaly.bank = 800
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def anomaly_run(synth_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("anomaly")
+    result, metrics = fit_anomaly(anomaly_config(), synth_root, run_dir)
+    return run_dir, result, metrics
+
+
+def test_the_coreset_covers_every_cluster_with_one_pick_each():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0] * 8, [50.0] * 8, [-50.0] + [0.0] * 7])
+    points = torch.cat([c + torch.randn(200, 8, generator=g) for c in centres])
+    picked = greedy_coreset(points, 3, projection=64)
+    assert sorted(int(i) // 200 for i in picked) == [0, 1, 2]
+    assert len(greedy_coreset(points, 1000)) == len(points)
+
+
+def test_only_good_photos_are_fitted_and_defects_judged_on_validation(anomaly_run):
+    run_dir, result, metrics = anomaly_run
+    with open(run_dir / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["label"] for r in rows if r["split"] == "train"} == {"ok_front"}
+    assert {r["label"] for r in rows if r["split"] == "val"} == {"ok_front", "def_front"}
+    ckpt = result.checkpoint
+    assert ckpt.classes == ["ok_front", "def_front"] and ckpt.ok_index == 0 and ckpt.threshold == 0.5
+    assert ckpt.info["mode"] == "anomaly" and ckpt.info["data"]["defect_photos_not_fitted"] > 0
+    assert len(ckpt.state_dict["bank"]) == 800
+    # synthetic blobs and scratches on smooth parts: an easy case the model must get
+    assert metrics["validation"]["roc_auc"] >= 0.95 and metrics["test"]["roc_auc"] >= 0.95
+
+
+def test_good_photos_left_out_of_the_bank_measure_the_spread_per_place(synth_root, tmp_path):
+    cfg = anomaly_config()
+    cfg.anomaly.fit_photos = 60  # of ~127 good training photos: the others measure the spread
+    result, metrics = fit_anomaly(cfg, synth_root, tmp_path / "run")
+    state = result.checkpoint.state_dict
+    assert result.checkpoint.info["anomaly"]["place_photos"] >= 30
+    assert state["place_mean"].shape == state["place_std"].shape == (12, 12)  # 96 px at stride 8
+    assert float(state["place_std"].min()) > 0
+    assert metrics["validation"]["roc_auc"] >= 0.95
+
+
+def test_the_threshold_passes_the_stated_share_of_validations_good_photos(anomaly_run):
+    run_dir, result, _ = anomaly_run
+    with open(run_dir / "split.csv") as f:
+        good = [r["path"] for r in csv.DictReader(f) if r["split"] == "val" and r["label"] == "ok_front"]
+    records = Predictor(result.checkpoint).predict(good)
+    rejected = sum(r.p_defect >= 0.5 for r in records)
+    assert rejected <= max(1, int(np.ceil(0.01 * len(good))))  # anomaly.false_reject 1%
+
+
+def test_the_map_peaks_on_a_planted_defect(anomaly_run):
+    _, result, _ = anomaly_run
+    predictor = Predictor(result.checkpoint)
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(6):
+        photo = make_casting(rng, None)
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(15, 28)
+        p = (int(48 + dist * np.cos(angle)), int(48 + dist * np.sin(angle)))
+        cv2.circle(photo, p, 5, 30, -1)
+        heat = predictor.heatmaps(photo[None])[0]
+        peak = np.unravel_index(int(heat.argmax()), heat.shape)
+        hits += np.hypot(peak[1] - p[0], peak[0] - p[1]) <= 10
+        assert predictor.predict_one(cv2.imencode(".png", photo)[1].tobytes()).decision != "ok"
+    assert hits >= 5
+
+
+def test_cli_predict_explain_and_an_onnx_export_that_judges_alike(anomaly_run, synth_root, tmp_path):
+    run_dir, result, _ = anomaly_run
+    photos = sorted((synth_root / "test" / "def_front").glob("*.jpeg"))[:4] + \
+        sorted((synth_root / "test" / "ok_front").glob("*.jpeg"))[:4]
+    r = runner.invoke(app, ["predict", *map(str, photos), "--model", str(run_dir / "model.ckpt"), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    records = json.loads(r.stdout)
+    assert {rec["label"] for rec in records[:4]} == {"def_front"}
+    r = runner.invoke(app, ["explain", str(photos[0]), "--model", str(run_dir / "model.ckpt"),
+                            "--out", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    assert list((tmp_path / "maps").glob("*.png"))
+    r = runner.invoke(app, ["export", str(run_dir / "model.ckpt"), "--onnx", str(tmp_path / "anomaly.onnx")])
+    assert r.exit_code == 0, r.output
+    onnx = list(Predictor.load(tmp_path / "anomaly.onnx").predict(photos))
+    torch_ = list(Predictor(load_checkpoint(run_dir / "model.ckpt")).predict(photos))
+    assert [a.decision for a in onnx] == [b.decision for b in torch_]
+    assert np.allclose([a.p_defect for a in onnx], [b.p_defect for b in torch_], atol=1e-3)
+    assert [a.familiarity is None for a in onnx] == [False] * len(photos)
+
+
+def test_train_mode_anomaly_from_the_command_line(synth_root, tmp_path):
+    anomaly_config().save(tmp_path / "anomaly.yaml")
+    r = runner.invoke(app, ["train", str(synth_root), "--mode", "anomaly", "--out", str(tmp_path / "run"),
+                            "--config", str(tmp_path / "anomaly.yaml")])
+    assert r.exit_code == 0, r.output
+    assert "anomaly model fitted" in r.output and (tmp_path / "run" / "report.html").exists()
+    r = runner.invoke(app, ["train", str(synth_root), "--mode", "anomaly", "--backbone", "castnet"])
+    assert r.exit_code != 0 and "do not apply" in r.output
+
+
+def grid_defect(rng: np.random.Generator) -> bytes:
+    """A kind of defect the tiny classifier never saw (it learnt dark blobs and scratches): a
+    patch of bright parallel lines on the part."""
+    photo = make_casting(rng, None)
+    angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(20, 30)
+    x, y = int(48 + dist * np.cos(angle)), int(48 + dist * np.sin(angle))
+    for k in range(-12, 13, 4):
+        cv2.line(photo, (x + k, y - 12), (x + k, y + 12), 200, 1)
+    return cv2.imencode(".png", photo)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def anomaly_at_64(synth_root, tmp_path_factory):
+    cfg = anomaly_config()
+    cfg.model.input_size = 64  # the tiny classifier's input: both judge the same model input
+    return fit_anomaly(cfg, synth_root, tmp_path_factory.mktemp("anomaly64"))[0].checkpoint
+
+
+def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(model_path, anomaly_at_64, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from castinspect.station.app import create_app
+    from castinspect.station.log import InspectionLog
+
+    classifier, anomaly = Predictor.load(model_path), Predictor(anomaly_at_64)
+    both = Predictor.load(model_path, anomaly=anomaly)
+    rng = np.random.default_rng(3)
+    novel = [grid_defect(rng) for _ in range(12)]
+    good = [cv2.imencode(".png", make_casting(rng, None))[1].tobytes() for _ in range(12)]
+    alone = [classifier.predict_one(x).decision for x in novel]
+    assert alone.count("ok") >= 4  # the classifier passes many of them: it never saw the kind
+    judged = [both.predict_one(x) for x in novel]
+    assert all(i.decision == "defective" for i in judged)
+    assert all(i.anomaly is not None for i in judged)
+    passed_by_classifier = [i for i, d in zip(judged, alone) if d == "ok"]
+    assert all("anomalous" in i.reasons and i.label == "def_front" for i in passed_by_classifier)
+    # on good parts as on any: a part passes only if both models pass it
+    for x in good:
+        alone_c, alone_a, paired = classifier.predict_one(x), anomaly.predict_one(x), both.predict_one(x)
+        assert (paired.decision == "ok") == (alone_c.decision == "ok" and alone_a.decision == "ok")
+        assert paired.p_defect == pytest.approx(alone_c.p_defect) and paired.anomaly == pytest.approx(alone_a.p_defect)
+
+    with InspectionLog.open(tmp_path / "log.db") as log, TestClient(create_app(both, log)) as client:
+        r = client.post("/v1/inspect", files={"file": ("novel.png", novel[alone.index("ok")], "image/png")})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["decision"] == "defective" and "anomalous" in answer["reasons"] and answer["anomaly"] >= 0.5
+        row = log.get(answer["id"])
+        assert row["anomaly"] == pytest.approx(answer["anomaly"]) and row["decision"] == "defective"
+
+
+def test_the_anomaly_model_must_judge_the_classifiers_input(model_path, anomaly_run, tmp_path):
+    with pytest.raises(ValueError, match="must judge good against defective at this model's input \\(64 px"):
+        Predictor.load(model_path, anomaly=Predictor(anomaly_run[1].checkpoint))
+    r = runner.invoke(app, ["predict", str(tmp_path), "--model", str(model_path), "--anomaly-model",
+                            str(anomaly_run[0] / "model.ckpt")])
+    assert r.exit_code != 0 and "96 px" in r.output
