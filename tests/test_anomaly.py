@@ -185,3 +185,18 @@ def test_the_anomaly_model_must_judge_the_classifiers_input(model_path, anomaly_
     r = runner.invoke(app, ["predict", str(tmp_path), "--model", str(model_path), "--anomaly-model",
                             str(anomaly_run[0] / "model.ckpt")])
     assert r.exit_code != 0 and "96 px" in r.output
+
+
+def test_a_folder_of_good_photos_with_no_classes_is_enough(tmp_path):
+    rng = np.random.default_rng(11)
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(folder / f"part{i:03d}.png"), make_casting(rng, None))
+    result, metrics = fit_anomaly(anomaly_config(), folder, tmp_path / "run")
+    assert result.checkpoint.classes == ["good", "anomalous"]
+    assert metrics["validation"]["false_rejects"] <= 1
+    photo = make_casting(rng, None)
+    cv2.circle(photo, (48, 30), 6, 30, -1)
+    judged = Predictor(result.checkpoint).predict_one(cv2.imencode(".png", photo)[1].tobytes())
+    assert judged.label == "anomalous" and judged.decision != "ok"

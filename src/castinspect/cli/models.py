@@ -79,7 +79,7 @@ def main_progress() -> BarProgress | None:
 
 @app.command()
 def train(
-    data_root: Annotated[Path, typer.Argument(help="ROOT/train/<class>/ (Kaggle layout), ROOT/<class>/, or a split manifest.")],
+    data_root: Annotated[Path, typer.Argument(help="ROOT/train/<class>/ (Kaggle layout), ROOT/<class>/, or a split manifest; with --mode anomaly also a folder of good photos alone.")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<time>).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options below override it.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,

@@ -24,10 +24,12 @@ import torch
 
 from castinspect.core.config import Config
 from castinspect.core.decision import resolve_ok_index
+from castinspect.core.io import is_image_name
 from castinspect.core.runtime import set_threads, tune_allocator
 from castinspect.data.datasets import (
     Decoded,
     ImageSet,
+    class_folders,
     is_manifest,
     load_split,
     write_manifest,
@@ -63,6 +65,16 @@ def anomaly_classes(classes: list[str], ok_index: int) -> list[str]:
     where it has none, or several)."""
     others = [c for i, c in enumerate(classes) if i != ok_index]
     return [classes[ok_index], others[0] if len(others) == 1 else ANOMALOUS]
+
+
+def unclassified(root: str | os.PathLike) -> ImageSet | None:
+    """The photos of a folder that holds photos and no class folders: all good ones (class
+    "good"); None for any other layout."""
+    root = Path(root)
+    if not root.is_dir() or (root / "train").is_dir() or class_folders(root):
+        return None
+    files = sorted(f for f in root.iterdir() if f.is_file() and is_image_name(f))
+    return ImageSet([str(f) for f in files], np.zeros(len(files), np.int64), ["good"]) if files else None
 
 
 def as_anomaly(part, ok_index: int, classes: list[str]):
@@ -111,14 +123,6 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
             "features_seconds": t_feats, "coreset_seconds": t_coreset}
 
 
-@torch.no_grad()
-def raw_scores(net: PatchCore, images: np.ndarray) -> np.ndarray:
-    """Anomaly scores (N,) in patch-distance units."""
-    out = [net.scores(net.forward_features(to_input(torch.from_numpy(images[i:i + BATCH]))))
-           for i in range(0, len(images), BATCH)]
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-
 def operating_scale(scores: np.ndarray, anomalous: np.ndarray, cfg: Config) -> tuple[float, float, str]:
     """(centre, scale, rule): the raw score that becomes p(defect) 0.5 — the recall-target threshold
     on validation where asked and validation has defects, else the (1 - false_reject) quantile
@@ -149,7 +153,7 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     prepare_run_dir(run_dir, resume=False)
     cfg.model.backbone, cfg.model.mirror_average = "patchcore", False
     cfg = resolve_locate(cfg, data_root)
-    data = TrainingData(cfg, data_root)
+    data = TrainingData(cfg, data_root, photos=unclassified(data_root))
     train, val = data.decoded(cfg.model.input_size, cfg.data.locate == "on")
     ok_index = resolve_ok_index(train.classes, cfg.data.positive_class, cfg.data.ok_class)
     if ok_index is None and len(train.classes) == 1:
@@ -174,11 +178,11 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     net: PatchCore = build_model(cfg.model, 2, pretrained=True)
     fitted = fit_bank(net, good.images, cfg, progress)
     cfg.anomaly.bank = fitted["bank"]
-    scores = raw_scores(net, val.images)
-    centre, scale, rule = operating_scale(scores, val.labels == 1, cfg)
+    # One pass over validation: with centre 0 and scale 1 the second logit is the raw score.
+    logits, val_embeddings = predict_outputs(net, val.images, batch_size=BATCH)
+    centre, scale, rule = operating_scale(logits[:, 1], val.labels == 1, cfg)
     net.centre.fill_(centre)
     net.scale.fill_(scale)
-    _, val_embeddings = predict_outputs(net, val.images, batch_size=BATCH)
     familiarity = model_familiarity(net, good, val_embeddings, cfg.train.familiarity_share,
                                     cfg.train.familiarity_bank, cfg.train.seed)
     seconds = time.perf_counter() - t0
@@ -197,8 +201,8 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     save_checkpoint(ckpt, run_dir / "model.ckpt")
     test = None
     if is_manifest(data_root) or (Path(data_root) / "test").is_dir():
-        test = as_anomaly(load_split(data_root, "test", train.classes), ok_index, classes) or None
-    metrics = finish_run(run_dir, ckpt, val, test if test is not None and len(test) else None)
+        test = as_anomaly(load_split(data_root, "test", train.classes), ok_index, classes) or None  # empty: none
+    metrics = finish_run(run_dir, ckpt, val, test)
     metrics["run_seconds"] = time.perf_counter() - t0
     write_metrics(run_dir / "metrics.json", metrics)
     return TrainResult(run_dir, ckpt, [], val, data.errors, seconds), metrics

@@ -78,11 +78,13 @@ class TrainingData:
     validation split carved from a folder's ``train`` photos (grouped by part by default), made
     on the first decode among the readable photos. ``decoded(size, locate)`` is cached."""
 
-    def __init__(self, cfg: Config, data_root: str | os.PathLike) -> None:
+    def __init__(self, cfg: Config, data_root: str | os.PathLike, photos: ImageSet | None = None) -> None:
         self.data = cfg.data
         self.root = data_root
-        self.manifest = is_manifest(data_root)
-        if self.manifest:
+        self.manifest = is_manifest(data_root) and photos is None
+        if photos is not None:  # photos listed by the caller (a folder of good photos with no classes)
+            self.sets = {"all": photos}
+        elif self.manifest:
             train = read_manifest(data_root, "train")
             self.sets = {"train": train, "val": read_manifest(data_root, "val", train.classes)}
         else:
