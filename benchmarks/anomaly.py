@@ -8,7 +8,7 @@ training split's parts outside validation: train/ok_front only; its defect photo
 ROC-AUC on the grouped validation split (parts never seen) and on the standard test split
 (which is near-copies of training photos: the overlap is in the report). neu_det: the same with
 one type (``--neu-good``, default crazing) standing for the good parts and the five others as
-defects: reported, no target. Fitting time is the memory bank's (features and coreset) and the
+defects (``--neu-good`` again for more types, each its own run): reported, no target. Fitting time is the memory bank's (features and coreset) and the
 whole command's; photos/s is one ``castinspect predict --format json`` process over the test
 photos, start-up included.
 """
@@ -36,8 +36,8 @@ def run(cmd: list[str]) -> tuple[float, str]:
 
 
 def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
-    out = work / f"{name}-anomaly"
-    config = work / f"{name}.yaml"
+    out = work / f"{name}-{good or 'ok'}-anomaly"
+    config = work / f"{name}-{good or 'ok'}.yaml"
     config.write_text("model:\n  normalize: imagenet\n" + (f"data:\n  ok_class: {good}\n" if good else ""))
     wall, _ = run([sys.executable, "-m", "castinspect", "train", str(root), "--mode", "anomaly", "--out", str(out),
                    "--config", str(config)])
@@ -47,7 +47,7 @@ def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
     ckpt = load_checkpoint(out / "model.ckpt")
     info = {**ckpt.info, "classes": ckpt.classes}
     test_photos = sorted(str(p) for p in (root / "test").glob("*/*") if p.is_file())
-    listing = work / f"{name}-test.txt"
+    listing = work / f"{name}-{good or 'ok'}-test.txt"
     listing.write_text("\n".join(test_photos) + "\n")
     seconds, stdout = run([sys.executable, "-m", "castinspect", "predict", "--files-from", str(listing),
                            "--format", "json", "--model", str(out / "model.ckpt")])
@@ -67,14 +67,16 @@ def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", action="append", choices=["casting", "neu_det"])
-    ap.add_argument("--neu-good", default="crazing")
+    ap.add_argument("--neu-good", action="append", help="the NEU-DET type standing for good parts (repeat; "
+                    "default crazing)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.dataset or ["casting", "neu_det"]:
             root = DATA / ("casting_data" if name == "casting" else "neu_det")
-            rows.append(measure(name, root, Path(tmp), args.neu_good if name == "neu_det" else None))
+            for good in (args.neu_good or ["crazing"]) if name == "neu_det" else [None]:
+                rows.append(measure(name, root, Path(tmp), good))
     from castinspect.core.provenance import provenance
 
     out = {"anomaly": rows, "targets": {"casting_roc_auc": 0.99, "fit_seconds": 180}, "provenance": provenance()}
