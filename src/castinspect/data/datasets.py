@@ -74,6 +74,11 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
     raise FileNotFoundError(f"{root}: no '{split}' folder with class sub-folders")
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and is_image_name(f))
+
+
 def load_folder(root: str | os.PathLike, classes: list[str] | None = None) -> ImageSet:
     """List the images under ``root/<class>/``; ``classes`` fixes the label order (a model's)."""
     root = Path(root)
@@ -92,7 +97,7 @@ def load_folder(root: str | os.PathLike, classes: list[str] | None = None) -> Im
         folder = root / name
         if not folder.is_dir():
             continue
-        files = sorted(f for f in folder.iterdir() if f.is_file() and is_image_name(f))
+        files = images_in(folder)
         paths += [str(f) for f in files]
         labels += [i] * len(files)
     return ImageSet(paths, np.asarray(labels, dtype=np.int64), list(classes))

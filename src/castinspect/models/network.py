@@ -136,7 +136,7 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _in_batches(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int, run) -> list:
+def in_batches(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int, run) -> list:
     """``run`` (the model or one of its methods) on decoded uint8 images, ``batch_size`` at a
     time, in eval mode on the model's device."""
     model.eval()
@@ -148,7 +148,7 @@ def _in_batches(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch
 
 def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Class logits (N, C) for decoded uint8 images (N, S, S); puts the model in eval mode."""
-    out = [z.cpu() for z in _in_batches(model, images, batch_size, model)]
+    out = [z.cpu() for z in in_batches(model, images, batch_size, model)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
 
@@ -156,7 +156,7 @@ def predict_outputs(model: Network, images: np.ndarray | torch.Tensor,
                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(logits (N, C), embeddings (N, D)) for decoded uint8 images (N, S, S), each averaged over
     the model's views as it judges them (``Network.forward_with_embedding``)."""
-    parts = _in_batches(model, images, batch_size, model.forward_with_embedding)
+    parts = in_batches(model, images, batch_size, model.forward_with_embedding)
     if not parts:
         return np.zeros((0, model.num_classes), np.float32), np.zeros((0, 0), np.float32)
     return torch.cat([z for z, _ in parts]).cpu().numpy(), torch.cat([e for _, e in parts]).cpu().numpy()

@@ -24,15 +24,14 @@ import torch
 
 from castinspect.core.config import Config
 from castinspect.core.decision import resolve_ok_index
-from castinspect.core.io import is_image_name
 from castinspect.core.runtime import set_threads, tune_allocator
 from castinspect.data.datasets import (
     Decoded,
     ImageSet,
     class_folders,
+    images_in,
     is_manifest,
     load_split,
-    write_manifest,
 )
 from castinspect.data.quality import fit_reference
 from castinspect.evaluation.evaluate import write_metrics
@@ -41,8 +40,8 @@ from castinspect.models.checkpoint import Checkpoint, save_checkpoint
 from castinspect.models.network import (
     count_flops,
     count_parameters,
+    in_batches,
     predict_outputs,
-    to_input,
 )
 from castinspect.models.patchcore import PatchCore, greedy_coreset
 from castinspect.models.registry import build_model
@@ -53,6 +52,7 @@ from castinspect.training.train import (
     TrainResult,
     model_familiarity,
     prepare_run_dir,
+    write_split,
 )
 
 ANOMALOUS = "anomalous"  # the label of a rejected part where the data names no single defect class
@@ -73,7 +73,7 @@ def unclassified(root: str | os.PathLike) -> ImageSet | None:
     root = Path(root)
     if not root.is_dir() or (root / "train").is_dir() or class_folders(root):
         return None
-    files = sorted(f for f in root.iterdir() if f.is_file() and is_image_name(f))
+    files = images_in(root)
     return ImageSet([str(f) for f in files], np.zeros(len(files), np.int64), ["good"]) if files else None
 
 
@@ -85,11 +85,9 @@ def as_anomaly(part, ok_index: int, classes: list[str]):
     return ImageSet(part.paths, labels, classes)
 
 
-@torch.no_grad()
 def patch_features(net: PatchCore, images: np.ndarray) -> torch.Tensor:
     """(N, H, W, D) patch features of decoded uint8 photos."""
-    parts = [net.forward_features(to_input(torch.from_numpy(images[i:i + BATCH]))).permute(0, 2, 3, 1)
-             for i in range(0, len(images), BATCH)]
+    parts = in_batches(net, images, BATCH, lambda x: net.forward_features(x).permute(0, 2, 3, 1))
     return torch.cat(parts) if parts else torch.zeros(0, 1, 1, PatchCore.DIMS)
 
 
@@ -113,9 +111,7 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
     progress.message(f"memory bank: {len(net.bank):,} of {len(pool):,} patches drawn from {len(pick)} good photos "
                      f"({feats.shape[1]}x{feats.shape[2]} each; features {t_feats:.0f}s, coreset {t_coreset:.0f}s)")
     if len(rest) >= PLACE_PHOTOS:  # photos the bank has not seen: their distances are a new part's
-        with torch.no_grad():
-            dist = torch.cat([net.patch_distances(net.forward_features(to_input(torch.from_numpy(good[part]))))
-                              for part in np.array_split(rest, max(1, len(rest) // BATCH))])
+        dist = torch.cat(in_batches(net, good[rest], BATCH, lambda x: net.patch_distances(net.forward_features(x))))
         net.place_mean, net.place_std = dist.mean(0), dist.std(0).clamp_min(1e-3)
         progress.message(f"spread per place in the frame from {len(rest)} other good photos")
     return {"photos": len(pick), "grid": [int(feats.shape[1]), int(feats.shape[2])], "patches": len(pool),
@@ -166,9 +162,7 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     good = Decoded(train.images[keep], np.zeros(len(keep), np.int64), classes, [train.paths[i] for i in keep])
     val = as_anomaly(val, ok_index, classes)
     cfg.save(run_dir / "config.yaml")
-    write_manifest(run_dir / "split.csv", [
-        {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
-        for name, part in (("train", good), ("val", val)) for p, y in zip(part.paths, part.labels)])
+    write_split(run_dir, good, val)  # the fitted photos as train
     for err in data.errors:
         progress.message(f"skipped {err}")
     unused = len(train.labels) - len(good.labels)

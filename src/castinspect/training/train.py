@@ -287,11 +287,7 @@ def fit(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.PathLike, r
         progress.message(f"backbone: {cfg.model.backbone} ({len(train.labels)} training photos)")
     if world.main:
         cfg.save(run_dir / "config.yaml")
-        # The split as a manifest, so the exact validation photos can be re-evaluated later
-        # (e.g. `castinspect evaluate RUN_DIR/split.csv --split val --robustness`).
-        write_manifest(run_dir / "split.csv", [
-            {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
-            for name, part in (("train", train), ("val", val)) for p, y in zip(part.paths, part.labels)])
+        write_split(run_dir, train, val)
     for err in skipped:
         progress.message(f"skipped {err}")
     classes = train.classes
@@ -378,6 +374,15 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise FileExistsError(f"{run_dir}: folder is not empty (use another --out, or --resume)")
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_split(run_dir: Path, train: Decoded, val: Decoded) -> None:
+    """RUN_DIR/split.csv: the run's training and validation photos as a manifest, so the exact
+    validation photos can be re-evaluated later (``castinspect evaluate RUN_DIR/split.csv --split
+    val --robustness``) and a test split checked against the photos fitted."""
+    write_manifest(run_dir / "split.csv", [
+        {"path": os.path.abspath(p), "label": part.classes[y], "split": name, "group": ""}
+        for name, part in (("train", train), ("val", val)) for p, y in zip(part.paths, part.labels)])
 
 
 def write_history(path: Path, history: list[dict]) -> None:
