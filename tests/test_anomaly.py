@@ -4,6 +4,7 @@ Predictor, its map pointing at a planted defect, its exported graph judging as t
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import cv2
@@ -143,7 +144,7 @@ def grid_defect(rng: np.random.Generator) -> bytes:
 def anomaly_at_64(synth_root, tmp_path_factory):
     cfg = anomaly_config()
     cfg.model.input_size = 64  # the tiny classifier's input: both judge the same model input
-    return fit_anomaly(cfg, synth_root, tmp_path_factory.mktemp("anomaly64"))[0].checkpoint
+    return fit_anomaly(cfg, synth_root, tmp_path_factory.mktemp("anomaly64"))[0]
 
 
 def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(model_path, anomaly_at_64, tmp_path):
@@ -152,7 +153,7 @@ def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(m
     from castinspect.station.app import create_app
     from castinspect.station.log import InspectionLog
 
-    classifier, anomaly = Predictor.load(model_path), Predictor(anomaly_at_64)
+    classifier, anomaly = Predictor.load(model_path), Predictor(anomaly_at_64.checkpoint)
     both = Predictor.load(model_path, anomaly=anomaly)
     rng = np.random.default_rng(3)
     novel = [grid_defect(rng) for _ in range(12)]
@@ -177,6 +178,18 @@ def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(m
         assert answer["decision"] == "defective" and "anomalous" in answer["reasons"] and answer["anomaly"] >= 0.5
         row = log.get(answer["id"])
         assert row["anomaly"] == pytest.approx(answer["anomaly"]) and row["decision"] == "defective"
+
+    # the command line's CSV carries both scores
+    folder = tmp_path / "novel"
+    folder.mkdir()
+    for k, x in enumerate(novel):
+        (folder / f"n{k:02d}.png").write_bytes(x)
+    r = runner.invoke(app, ["predict", str(folder), "--model", str(model_path), "--anomaly-model",
+                            str(anomaly_at_64.run_dir / "model.ckpt"), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 12 and all(row["decision"] == "defective" for row in rows)
+    assert [float(row["anomaly"]) for row in rows] == pytest.approx([i.anomaly for i in judged], abs=1e-4)
 
 
 def test_the_anomaly_model_must_judge_the_classifiers_input(model_path, anomaly_run, tmp_path):

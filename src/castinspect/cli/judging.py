@@ -94,7 +94,11 @@ def predict(
     tally = Tally()
     results = predictor.predict(files, keep_photos=annotate is not None)
     columns = ["path", "decision", "label", "p_defect", "error"]
-    for insp in write_records(results, fmt.value, lambda i: i.to_public(), PREDICT_CSV_FIELDS, table_columns=columns):
+    fields = PREDICT_CSV_FIELDS
+    if predictor.anomaly is not None:  # the pair's second score, beside the classifier's
+        fields = fields[:fields.index("model")] + ["anomaly"] + fields[fields.index("model"):]
+        columns = columns[:-1] + ["anomaly", "error"]
+    for insp in write_records(results, fmt.value, lambda i: i.to_public(), fields, table_columns=columns):
         tally.add(insp.decision)
         if insp.error:
             _print_error(insp)

@@ -139,7 +139,8 @@ class Predictor:
                     probs, familiarity = self.judge(images)
                     reasons = [decoded[i][2] for i in good]
                     names = [batch[i][0] for i in good]
-                    judged_now = self.second_opinion(self.inspections(names, probs, reasons, familiarity), images)
+                    judged_now = self.second_opinion(self.inspections(names, probs, reasons, familiarity),
+                                                     self.anomaly_scores(images))
                     for i, insp in zip(good, judged_now):
                         insp.photo = decoded[i][0]
                         judged[i] = insp
@@ -159,7 +160,7 @@ class Predictor:
         name, x, reasons, seen = prepared
         x = x[None]
         probs, familiarity = self.judge(x)
-        insp = self.second_opinion(self.inspections([name], probs, [reasons], familiarity), x)[0]
+        insp = self.second_opinion(self.inspections([name], probs, [reasons], familiarity), self.anomaly_scores(x))[0]
         insp.photo = seen
         if heatmap:
             by = self.anomaly if ANOMALOUS in insp.reasons else self  # the model that rejected it shows where
@@ -168,14 +169,21 @@ class Predictor:
             insp.heatmap = by.heatmaps(x, [strength])[0]
         return insp
 
-    def second_opinion(self, inspections: list[Inspection], images: np.ndarray) -> list[Inspection]:
-        """``inspections`` (of the model inputs ``images``) with the anomaly model's word, where
-        this Predictor has one: its p(defect) in ``anomaly``; a part it rejects is defective
-        whatever the classifier said, labelled as it labels it, with the reason ``anomalous``."""
-        if self.anomaly is None or not inspections:
+    def anomaly_scores(self, images: np.ndarray) -> np.ndarray | None:
+        """The anomaly model's p(defect) of the model inputs ``images``, where this Predictor has
+        one beside it (None otherwise)."""
+        if self.anomaly is None or not len(images):
+            return None
+        return defect_probability(self.anomaly.judge(images)[0], self.anomaly.ok_index)
+
+    def second_opinion(self, inspections: list[Inspection], p_anomaly: np.ndarray | None) -> list[Inspection]:
+        """``inspections`` with the anomaly model's word ``p_anomaly`` (``anomaly_scores`` of their
+        model inputs), where this Predictor has one: its p(defect) in ``anomaly``; a part it
+        rejects is defective whatever the classifier said, labelled as it labels it, with the
+        reason ``anomalous``."""
+        if p_anomaly is None:
             return inspections
         a = self.anomaly
-        p_anomaly = defect_probability(a.judge(images)[0], a.ok_index)
         for insp, p in zip(inspections, p_anomaly, strict=True):
             insp.anomaly = float(p)
             if p >= a.threshold and insp.decision != DEFECTIVE:

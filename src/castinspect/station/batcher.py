@@ -32,7 +32,8 @@ class _Item:
 
 class Batcher:
     """The judging thread and its queue. ``submit`` returns a future of (probs row, familiarity
-    or None, the batch's size)."""
+    or None, the anomaly model's p(defect) or None, the batch's size): a station's anomaly model
+    judges the same batch in the same thread."""
 
     def __init__(self, max_batch: int = MAX_BATCH, max_wait: float = MAX_WAIT) -> None:
         if max_batch < 1 or max_wait < 0:
@@ -86,7 +87,9 @@ class Batcher:
             for predictor in {id(i.predictor): i.predictor for i in items}.values():
                 group = [i for i in items if i.predictor is predictor]
                 try:
-                    probs, familiarity = predictor.judge(np.stack([i.x for i in group]))
+                    x = np.stack([i.x for i in group])
+                    probs, familiarity = predictor.judge(x)
+                    anomaly = predictor.anomaly_scores(x)
                 except Exception as exc:  # noqa: BLE001 - each waiter hears it
                     for i in group:
                         i.done.set_exception(exc)
@@ -94,7 +97,8 @@ class Batcher:
                 self.calls += 1
                 self.photos += len(group)
                 for k, i in enumerate(group):
-                    i.done.set_result((probs[k], None if familiarity is None else familiarity[k], len(group)))
+                    i.done.set_result((probs[k], None if familiarity is None else familiarity[k],
+                                       None if anomaly is None else anomaly[k], len(group)))
 
     def state(self) -> dict:
         return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000, "calls": self.calls,

@@ -191,10 +191,10 @@ class Station:
             self.batcher.cancel()
             return prepared, image_key(data), None
         name, x, reasons, _ = prepared
-        probs, familiarity, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x))
+        probs, familiarity, anomaly, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x))
         insp = predictor.inspections([name], probs[None], [reasons],
                                      None if familiarity is None else np.array([familiarity]))
-        insp = predictor.second_opinion(insp, x[None])[0]
+        insp = predictor.second_opinion(insp, None if anomaly is None else np.array([anomaly]))[0]
         return insp, image_key(data), (data, sniff_format(data)) if self.store_images else None
 
     @staticmethod
