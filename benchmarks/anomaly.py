@@ -8,8 +8,8 @@ training split's parts outside validation: train/ok_front only; its defect photo
 ROC-AUC on the grouped validation split (parts never seen) and on the standard test split
 (which is near-copies of training photos: the overlap is in the report). neu_det: the same with
 one type (``--neu-good``, default crazing) standing for the good parts and the five others as
-defects (``--neu-good`` again for more types, each its own run): reported, no target. Fitting time is the memory bank's (features and coreset) and the
-whole command's; photos/s is one ``castinspect predict --format json`` process over the test
+defects (``--neu-good`` again for more types, each its own run): reported, no target. Fitting time is the memory banks' (features and coreset; two fits where
+the normalisation is chosen on validation) and the whole command's; photos/s is one ``castinspect predict --format json`` process over the test
 photos, start-up included.
 """
 
@@ -38,7 +38,7 @@ def run(cmd: list[str]) -> tuple[float, str]:
 def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
     out = work / f"{name}-{good or 'ok'}-anomaly"
     config = work / f"{name}-{good or 'ok'}.yaml"
-    config.write_text("model:\n  normalize: imagenet\n" + (f"data:\n  ok_class: {good}\n" if good else ""))
+    config.write_text(f"data:\n  ok_class: {good}\n" if good else "{}\n")
     wall, _ = run([sys.executable, "-m", "castinspect", "train", str(root), "--mode", "anomaly", "--out", str(out),
                    "--config", str(config)])
     from castinspect.models.checkpoint import load_checkpoint
@@ -55,7 +55,9 @@ def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
     fitted = info["anomaly"]
     row = {"dataset": name, "good_class": good or "ok_front", "classes": info["classes"],
            "fitted_photos": fitted["photos"], "bank": fitted["bank"], "grid": fitted["grid"],
-           "fit_seconds": fitted["features_seconds"] + fitted["coreset_seconds"], "command_seconds": wall,
+           "places_scored": fitted["places_scored"], "normalize": ckpt.config.model.normalize,
+           "normalize_validation_auc": fitted["normalize_auc"], "input_size": ckpt.config.model.input_size,
+           "fit_seconds": fitted["fits_seconds"], "command_seconds": wall,
            "threshold_rule": info["threshold_rule"], "predict_photos_per_s": len(test_photos) / seconds,
            **{split: {k: metrics[split][k] for k in ("n", "roc_auc", "accuracy", "escapes", "false_rejects",
                                                     "defect_recall", "false_reject_rate")}

@@ -267,14 +267,23 @@ def distributed(data: dict) -> list[str]:
 def anomaly(data: dict) -> list[str]:
     t = data["targets"]
     out = [f"Targets (casting): image ROC-AUC ≥ {t['casting_roc_auc']} on the photos of unseen parts, fitting ≤ "
-           f"{t['fit_seconds']} s. Fitting = the memory bank's features and coreset; the command includes decoding, "
+           f"{t['fit_seconds']} s. Fitting = the memory banks' features and coreset (both normalisations where one is chosen on "
+           "validation); the command includes decoding, "
            "the evaluation and the report.", ""]
+    def normalisation(r: dict) -> str:
+        tried = r.get("normalize_validation_auc") or {}
+        return r.get("normalize", "imagenet") + (" (" + ", ".join(f"{k} {v:.3f}" for k, v in tried.items() if v is not None)
+                                                  + ")" if len(tried) > 1 else "")
+
     rows = [[r["dataset"], r["good_class"], r["fitted_photos"], f"{r['bank']:,}",
+             f"{r.get('input_size', 160)} px, {r.get('places_scored', 'all')} of {r['grid'][0] * r['grid'][1]}",
+             normalisation(r),
              f"{r['validation']['roc_auc']:.3f} ({r['validation']['n']})", f"{r['test']['roc_auc']:.3f} ({r['test']['n']})",
              f"{r['validation']['defect_recall']:.1%} / {r['validation']['false_reject_rate']:.1%}",
              f"{r['fit_seconds']:.0f} / {r['command_seconds']:.0f}", f"{r['predict_photos_per_s']:.0f}"]
             for r in data["anomaly"]]
-    return out + table(["data", "good class", "good photos fitted", "bank", "ROC-AUC, unseen parts (photos)",
+    return out + table(["data", "good class", "good photos fitted", "bank", "input, places scored",
+                        "normalisation kept (validation ROC-AUC of each)", "ROC-AUC, unseen parts (photos)",
                         "ROC-AUC, test split (photos)", "validation recall / false rejects at the threshold",
                         "fit / command s", "predict photos/s"], rows)
 

@@ -26,7 +26,7 @@ runner = CliRunner()
 
 def anomaly_config() -> Config:
     cfg = Config()
-    cfg.model.input_size, cfg.model.normalize = 96, "imagenet"
+    cfg.anomaly.input_size, cfg.anomaly.normalize = 96, "imagenet"
     cfg.anomaly.bank = 800
     return cfg
 
@@ -61,15 +61,36 @@ def test_only_good_photos_are_fitted_and_defects_judged_on_validation(anomaly_ru
     assert metrics["validation"]["roc_auc"] >= 0.95 and metrics["test"]["roc_auc"] >= 0.95
 
 
-def test_good_photos_left_out_of_the_bank_measure_the_spread_per_place(synth_root, tmp_path):
+def with_corner_mark(rng: np.random.Generator) -> bytes:
+    photo = make_casting(rng, None)
+    cv2.circle(photo, (6, 6), 3, 100, -1)  # a faint mark on the background, far outside the part
+    return cv2.imencode(".png", photo)[1].tobytes()
+
+
+def test_good_photos_left_out_of_the_bank_measure_the_spread_per_place(synth_root, tmp_path, anomaly_run):
     cfg = anomaly_config()
     cfg.anomaly.fit_photos = 60  # of ~127 good training photos: the others measure the spread
+    cfg.anomaly.part_only = False  # every place scored
     result, metrics = fit_anomaly(cfg, synth_root, tmp_path / "run")
     state = result.checkpoint.state_dict
-    assert result.checkpoint.info["anomaly"]["place_photos"] >= 30
+    assert result.checkpoint.info["anomaly"]["place_photos"] >= 30 and state["scored"].numel() == 0
     assert state["place_mean"].shape == state["place_std"].shape == (12, 12)  # 96 px at stride 8
     assert float(state["place_std"].min()) > 0
     assert metrics["validation"]["roc_auc"] >= 0.95
+    # a mark on the background: every place scored rejects it; the part's places alone pass it
+    everywhere, part_only = Predictor(result.checkpoint), Predictor(anomaly_run[1].checkpoint)
+    rng = np.random.default_rng(5)
+    marked = [with_corner_mark(rng) for _ in range(8)]
+    assert sum(everywhere.predict_one(x).p_defect >= 0.5 for x in marked) >= 7
+    assert sum(part_only.predict_one(x).p_defect < 0.5 for x in marked) >= 7
+
+
+def test_only_the_places_where_good_photos_show_the_part_are_scored(anomaly_run):
+    info, state = anomaly_run[1].checkpoint.info["anomaly"], anomaly_run[1].checkpoint.state_dict
+    scored = state["scored"].numpy()
+    assert scored.shape == (12, 12) and info["places_scored"] == int(scored.sum())
+    assert scored[0, 0] == scored[-1, -1] == 0 and scored[6, 6] == 1  # corners are background, the centre part
+    assert state["place_mean"].numel() == 0  # no spreads where the part's places are scored
 
 
 def test_the_threshold_passes_the_stated_share_of_validations_good_photos(anomaly_run):
@@ -120,11 +141,20 @@ def test_cli_predict_explain_and_an_onnx_export_that_judges_alike(anomaly_run, s
 
 
 def test_train_mode_anomaly_from_the_command_line(synth_root, tmp_path):
-    anomaly_config().save(tmp_path / "anomaly.yaml")
+    cfg = anomaly_config()
+    cfg.anomaly.normalize = "auto"  # both normalisations fitted, the better on validation kept
+    cfg.save(tmp_path / "anomaly.yaml")
     r = runner.invoke(app, ["train", str(synth_root), "--mode", "anomaly", "--out", str(tmp_path / "run"),
                             "--config", str(tmp_path / "anomaly.yaml")])
     assert r.exit_code == 0, r.output
     assert "anomaly model fitted" in r.output and (tmp_path / "run" / "report.html").exists()
+    ckpt = load_checkpoint(tmp_path / "run" / "model.ckpt")
+    tried = ckpt.info["anomaly"]["normalize_auc"]
+    assert set(tried) == {"imagenet", "per_image"} and "kept" in r.output
+    kept = max(tried, key=tried.get)
+    assert ckpt.config.model.normalize == kept == Config.load(tmp_path / "run" / "config.yaml").model.normalize
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["validation"]["roc_auc"] == pytest.approx(tried[kept], abs=1e-3)  # (p saturates: ties)
     r = runner.invoke(app, ["train", str(synth_root), "--mode", "anomaly", "--backbone", "castnet"])
     assert r.exit_code != 0 and "do not apply" in r.output
 
@@ -143,7 +173,7 @@ def grid_defect(rng: np.random.Generator) -> bytes:
 @pytest.fixture(scope="module")
 def anomaly_at_64(synth_root, tmp_path_factory):
     cfg = anomaly_config()
-    cfg.model.input_size = 64  # the tiny classifier's input: both judge the same model input
+    cfg.anomaly.input_size = 64  # the tiny classifier's input: both judge the same model input
     return fit_anomaly(cfg, synth_root, tmp_path_factory.mktemp("anomaly64"))[0]
 
 
@@ -192,12 +222,25 @@ def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(m
     assert [float(row["anomaly"]) for row in rows] == pytest.approx([i.anomaly for i in judged], abs=1e-4)
 
 
-def test_the_anomaly_model_must_judge_the_classifiers_input(model_path, anomaly_run, tmp_path):
-    with pytest.raises(ValueError, match="must judge good against defective at this model's input \\(64 px"):
-        Predictor.load(model_path, anomaly=Predictor(anomaly_run[1].checkpoint))
-    r = runner.invoke(app, ["predict", str(tmp_path), "--model", str(model_path), "--anomaly-model",
-                            str(anomaly_run[0] / "model.ckpt")])
-    assert r.exit_code != 0 and "96 px" in r.output
+def test_an_anomaly_model_of_another_input_size_judges_the_photo_at_its_own(model_path, anomaly_run, synth_root,
+                                                                          tmp_path):
+    anomaly = Predictor(anomaly_run[1].checkpoint)  # 96 px beside the 64 px classifier
+    both = Predictor.load(model_path, anomaly=anomaly)
+    photos = sorted((synth_root / "test" / "def_front").glob("*.jpeg"))[:3] + \
+        sorted((synth_root / "test" / "ok_front").glob("*.jpeg"))[:3]
+    for photo, paired in zip(photos, both.predict([str(p) for p in photos])):
+        alone = anomaly.predict_one(str(photo))
+        assert paired.anomaly == pytest.approx(alone.p_defect, abs=1e-5)
+    for photo in photos:  # the map of whichever model rejected it, on the classifier's input
+        assert both.predict_one(str(photo), heatmap=True).heatmap.shape == (both.input_size, both.input_size)
+    r = runner.invoke(app, ["predict", *map(str, photos), "--model", str(model_path), "--anomaly-model",
+                            str(anomaly_run[0] / "model.ckpt"), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert [rec["anomaly"] for rec in json.loads(r.stdout)] == pytest.approx(
+        [i.anomaly for i in both.predict([str(p) for p in photos])], abs=1e-5)
+    anomaly.locate = True  # a model that crops the photo otherwise: its map would lie elsewhere
+    with pytest.raises(ValueError, match="localisation"):
+        Predictor.load(model_path, anomaly=anomaly)
 
 
 def test_a_folder_of_good_photos_with_no_classes_is_enough(tmp_path):

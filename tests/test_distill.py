@@ -31,6 +31,18 @@ def test_the_loss_is_zero_where_the_student_says_what_the_teacher_says(model_pat
     assert shrink(x, 48).shape == (2, 1, 48, 48) and shrink(x, 64) is x
 
 
+def test_the_teacher_says_the_same_on_every_backend(model_path):
+    ckpt = load_checkpoint(model_path)
+    x = torch.rand(16, 1, 64, 64)
+    net = ckpt.build_network().eval()
+    with torch.no_grad():  # the teacher's own network on the views as the uint8 photos they round to
+        logits = net(x.mul(255).round().div(255))
+    expected = torch.softmax(logits / (ckpt.temperature * 3.0), dim=1)
+    for backend in ("pytorch", "onnxruntime"):
+        soft = Teacher(ckpt, temperature=3.0, backend=backend).targets(x)
+        assert torch.allclose(soft, expected, atol=1e-4), backend
+
+
 def test_the_student_follows_its_teacher(model_path, synth_root, tmp_path):
     ckpt = load_checkpoint(model_path)
     cfg = quick(student_config(ckpt, "tiny", input_size=48))

@@ -163,3 +163,39 @@ def test_a_borderline_part_is_settled_with_the_keyboard(tmp_path):
         finally:
             driver.quit()
             server.stop()
+
+
+def test_a_station_with_an_anomaly_model_shows_both_scores(tmp_path):
+    import cv2
+    import numpy as np
+    from conftest import make_casting
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from castinspect.core.config import Config
+    from castinspect.training.anomaly import fit_anomaly
+
+    good = tmp_path / "good"  # synthetic good parts: the real sample departs from them
+    good.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(60):
+        cv2.imwrite(str(good / f"part{i:02d}.png"), make_casting(rng, None))
+    cfg = Config()
+    cfg.anomaly.input_size, cfg.anomaly.normalize, cfg.anomaly.bank = 96, "imagenet", 300
+    anomaly = Predictor(fit_anomaly(cfg, good, tmp_path / "anomaly")[0].checkpoint)
+    log = InspectionLog.open(tmp_path / "log.db")
+    server = ThreadedServer(create_app(Predictor.load(anomaly=anomaly), log))
+    driver = chromium_driver()
+    try:
+        driver.get(server.url + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "threshold" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "file-input").send_keys(str(sorted((SAMPLES / "ok_front").iterdir())[0]))
+        card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card"))[0]
+        (row,), _ = log.page()
+        assert f"anomaly {row['anomaly']:.3f}" in card.text and f"p(defect) {row['p_defect']:.3f}" in card.text
+        assert row["decision"] == "defective" and "anomalous" in card.text  # unlike the good parts it knows
+    finally:
+        driver.quit()
+        server.stop()
+        log.close()

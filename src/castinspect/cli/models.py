@@ -136,8 +136,6 @@ def train_anomaly(data_root: Path, run_dir: Path, config: Path | None, seed: int
                                  "--resume, --backbone and --size do not apply", param_hint="--mode")
     with user_errors():
         cfg = configure(config, None, False, None, None, None, seed, target_recall, strict)
-        if config is None:  # frozen ImageNet features: measured better than per-photo normalisation
-            cfg.model.normalize = "imagenet"
         result, metrics = fit_anomaly(cfg, data_root, run_dir, progress=BarProgress())
     fitted = result.checkpoint.info["anomaly"]
     say(f"anomaly model fitted in {result.seconds:.0f}s: {fitted['bank']:,} patches in the memory bank from "

@@ -139,9 +139,18 @@ class TrainConfig:
 class AnomalyConfig:
     """The anomaly model fitted on good photos alone (``train --mode anomaly``: ``training.anomaly``)."""
 
+    input_size: int = 224  # the anomaly model's input side (model.input_size is a classifier's)
+    # The pixels' normalisation (model.normalize is a classifier's): "auto" fits with "imagenet"
+    # and "per_image" and keeps the higher ROC-AUC on validation (where validation has defects;
+    # else "imagenet"), or one of them by name.
+    normalize: str = "auto"
     fit_photos: int = 1000  # good training photos whose patches may enter the memory bank (a seeded draw)
     patches: int = 100_000  # patches drawn from them for the coreset selection to choose from
-    bank: int = 5_000  # patches kept in the memory bank (greedy coreset)
+    bank: int = 10_000  # patches kept in the memory bank (greedy coreset)
+    # Where the good photos show a part on a background: score only the places where at least
+    # half of them show the part (a textured background then raises no alarm; a defect standing
+    # out beyond the part's usual outline, such as flash, is not scored: set false for those).
+    part_only: bool = True
     # The threshold by default: validation's good photos above it are this share (false rejects).
     false_reject: float = 0.01
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 from castinspect.core.decision import (
@@ -94,15 +95,13 @@ class Predictor:
         self.min_side = max(MIN_SIDE, int(min(sides)))
         self.on_unfamiliar = on_unfamiliar
         # A second model every part must pass too (an anomaly model beside a classifier): it
-        # judges the same model input, so it must share the input size and the localisation.
+        # judges the same photo, resized for its own input where that differs from this one's;
+        # it must crop it alike (its map lies on the photo the record shows).
         if anomaly is not None and (anomaly.ok_index is None or len(anomaly.classes) != 2
-                                    or anomaly.input_size != self.input_size
                                     or anomaly.locate != self.locate):
-            raise ValueError(f"the anomaly model {anomaly.model_id} must judge good against defective at this model's "
-                             f"input ({self.input_size} px, localisation {'on' if self.locate else 'off'}); it has "
-                             f"{anomaly.input_size} px, localisation {'on' if anomaly.locate else 'off'}"
-                             + ("" if anomaly.ok_index is not None and len(anomaly.classes) == 2
-                                else f", classes {anomaly.classes}"))
+            raise ValueError(f"the anomaly model {anomaly.model_id} must judge good against defective with this "
+                             f"model's localisation ({'on' if self.locate else 'off'}); it has localisation "
+                             f"{'on' if anomaly.locate else 'off'}, classes {anomaly.classes}")
         self.anomaly = anomaly
         self._cam_model = None  # built on the first heatmap request
         self.workers = workers
@@ -126,9 +125,11 @@ class Predictor:
         decode (``core.parallel``, on ``workers`` threads: the Predictor's own by default). A bad
         file yields an Inspection with ``error`` set and the rest go on. With ``keep_photos`` each
         Inspection carries its decoded photo (``photo``)."""
-        def load(item: tuple[str, Source]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+        def load(item: tuple[str, Source]) -> tuple:
             gray, colour = self.read(item[1], item[0])
-            return (gray if keep_photos else None), self.prepare(gray), self.quality_reasons(gray, colour) or []
+            x = self.prepare(gray)
+            return (gray if keep_photos else None), x, self.quality_reasons(gray, colour) or [], \
+                self.anomaly_input(gray, x)
 
         with Decoder(workers or self.workers) as decoder:
             for batch, decoded in decoder.batches(load, _named(sources, names), batch_size, prefetch):
@@ -139,8 +140,9 @@ class Predictor:
                     probs, familiarity = self.judge(images)
                     reasons = [decoded[i][2] for i in good]
                     names = [batch[i][0] for i in good]
-                    judged_now = self.second_opinion(self.inspections(names, probs, reasons, familiarity),
-                                                     self.anomaly_scores(images))
+                    p_anomaly = None if self.anomaly is None else \
+                        self.anomaly_scores(np.stack([decoded[i][3] for i in good]))
+                    judged_now = self.second_opinion(self.inspections(names, probs, reasons, familiarity), p_anomaly)
                     for i, insp in zip(good, judged_now):
                         insp.photo = decoded[i][0]
                         judged[i] = insp
@@ -157,21 +159,32 @@ class Predictor:
         prepared = self.prepare_one(source, name)
         if isinstance(prepared, Inspection):
             return prepared
-        name, x, reasons, seen = prepared
-        x = x[None]
-        probs, familiarity = self.judge(x)
-        insp = self.second_opinion(self.inspections([name], probs, [reasons], familiarity), self.anomaly_scores(x))[0]
+        name, x, reasons, seen, xa = prepared
+        probs, familiarity = self.judge(x[None])
+        p_anomaly = None if xa is None else self.anomaly_scores(xa[None])
+        insp = self.second_opinion(self.inspections([name], probs, [reasons], familiarity), p_anomaly)[0]
         insp.photo = seen
         if heatmap:
-            by = self.anomaly if ANOMALOUS in insp.reasons else self  # the model that rejected it shows where
+            # the model that rejected it shows where, at this model's input (the photo's frame)
             own = insp.p_defect if insp.p_defect is not None else insp.score
-            strength = insp.anomaly if by is self.anomaly else own
-            insp.heatmap = by.heatmaps(x, [strength])[0]
+            if ANOMALOUS in insp.reasons:
+                insp.heatmap = cv2.resize(self.anomaly.heatmaps(xa[None], [insp.anomaly])[0], x.shape[::-1],
+                                          interpolation=cv2.INTER_LINEAR)
+            else:
+                insp.heatmap = self.heatmaps(x[None], [own])[0]
         return insp
 
+    def anomaly_input(self, gray: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        """The anomaly model's input for the photo ``gray`` (``x`` is this model's): None without
+        one, ``x`` itself where both models see the photo alike."""
+        a = self.anomaly
+        if a is None:
+            return None
+        return x if a.input_size == self.input_size else a.prepare(gray)
+
     def anomaly_scores(self, images: np.ndarray) -> np.ndarray | None:
-        """The anomaly model's p(defect) of the model inputs ``images``, where this Predictor has
-        one beside it (None otherwise)."""
+        """The anomaly model's p(defect) of its inputs ``images`` (``anomaly_input``), where this
+        Predictor has one beside it (None otherwise)."""
         if self.anomaly is None or not len(images):
             return None
         return defect_probability(self.anomaly.judge(images)[0], self.anomaly.ok_index)
@@ -193,8 +206,9 @@ class Predictor:
 
     def prepare_one(self, source: Source, name: str | None = None) -> tuple | Inspection:
         """One photo decoded, checked and preprocessed, not yet judged: (name, model input (S, S),
-        quality reasons, the photo as the model saw it), or the failed Inspection. What a caller
-        that judges several photos in one call (the server's micro-batches) does first."""
+        quality reasons, the photo as the model saw it, the anomaly model's input or None), or the
+        failed Inspection. What a caller that judges several photos in one call (the server's
+        micro-batches) does first."""
         name = next(_named([source], None if name is None else [name]))[0]
         try:
             gray, colour = self.read(source, name)
@@ -202,7 +216,8 @@ class Predictor:
             return self.failed(name, exc)
         # With localisation the photo carried is the crop the model judged, so a heatmap lies on it.
         seen = crop_to_part(gray) if self.locate else gray
-        return name, preprocess(seen, self.input_size), self.quality_reasons(gray, colour) or [], seen
+        x = preprocess(seen, self.input_size)
+        return name, x, self.quality_reasons(gray, colour) or [], seen, self.anomaly_input(gray, x)
 
     def read(self, source: Source, name: str) -> tuple[np.ndarray, float]:
         """``core.io.read_photo``, and the photo refused when it is too small for this model."""

@@ -7,8 +7,9 @@ to the stride-8 grid, concatenated. The memory bank holds patch features of the 
 photos, thinned by greedy coreset selection (each pick the patch farthest from those picked so
 far, so the bank covers every kind of good surface with a fraction of the patches). A patch's
 anomaly is its distance to the nearest bank entry, measured in the spread of good photos' distances
-at that place in the frame; the photo's score is its worst patch; the anomaly map is the grid of
-patch scores upsampled and smoothed.
+at that place in the frame — or, where the good photos show a part on a background, only at the
+places where they show the part (a textured background then raises no alarm); the photo's score
+is its worst patch; the anomaly map is the grid of patch scores upsampled and smoothed.
 
 It is a ``Network`` like the classifiers, so one Predictor, Grad-CAM's place (``anomaly_maps``),
 familiarity and the ONNX export serve it: ``forward`` gives two logits, [0, (score - centre) /
@@ -52,13 +53,16 @@ class PatchCore(Network):
         # counts a departure in its own spread, not the part's.
         self.register_buffer("place_mean", torch.zeros(0))
         self.register_buffer("place_std", torch.zeros(0))
+        # Per place, 1 where the score looks (where the good photos show the part), 0 where not
+        # (empty: everywhere).
+        self.register_buffer("scored", torch.zeros(0))
         self.register_buffer("centre", torch.zeros(()))
         self.register_buffer("scale", torch.ones(()))
         self.eval()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The sizes are the fitted model's: take them from the checkpoint being loaded.
-        for name in ("bank", "place_mean", "place_std"):
+        for name in ("bank", "place_mean", "place_std", "scored"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.zeros_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -96,12 +100,19 @@ class PatchCore(Network):
         return nearest.clamp_min(0).sqrt().reshape(n, h, w)
 
     def departures(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N, H/8, W/8): patch distances in each place's own spread, where the model has them."""
+        """(N, H/8, W/8): patch distances in each place's own spread, where the model has them;
+        places the score does not look at hold the photo's least departure."""
         dist = self.patch_distances(feats)
-        return (dist - self.place_mean) / self.place_std if self.place_mean.numel() else dist
+        if self.place_mean.numel():
+            dist = (dist - self.place_mean) / self.place_std
+        if self.scored.numel():
+            keep = self.scored > 0.5
+            least = torch.where(keep, dist, torch.full_like(dist, float("inf"))).flatten(1).amin(1)
+            dist = torch.where(keep, dist, least[:, None, None])
+        return dist
 
     def scores(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N,) anomaly scores: each photo's worst patch."""
+        """(N,) anomaly scores: each photo's worst patch (of the places scored)."""
         return self.departures(feats).flatten(1).amax(1)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

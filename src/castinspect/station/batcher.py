@@ -27,6 +27,7 @@ MAX_WAIT = 0.002  # seconds
 class _Item:
     predictor: object
     x: np.ndarray
+    xa: np.ndarray | None  # the anomaly model's input, where the station has one
     done: Future = field(default_factory=Future)
 
 
@@ -55,8 +56,8 @@ class Batcher:
         with self._lock:
             self.coming -= 1
 
-    def submit(self, predictor, x: np.ndarray) -> Future:
-        item = _Item(predictor, x)
+    def submit(self, predictor, x: np.ndarray, xa: np.ndarray | None = None) -> Future:
+        item = _Item(predictor, x, xa)
         with self._lock:
             self.coming -= 1
             self._queue.put(item)
@@ -89,7 +90,7 @@ class Batcher:
                 try:
                     x = np.stack([i.x for i in group])
                     probs, familiarity = predictor.judge(x)
-                    anomaly = predictor.anomaly_scores(x)
+                    anomaly = None if group[0].xa is None else predictor.anomaly_scores(np.stack([i.xa for i in group]))
                 except Exception as exc:  # noqa: BLE001 - each waiter hears it
                     for i in group:
                         i.done.set_exception(exc)

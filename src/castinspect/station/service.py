@@ -190,8 +190,8 @@ class Station:
         if isinstance(prepared, Inspection):
             self.batcher.cancel()
             return prepared, image_key(data), None
-        name, x, reasons, _ = prepared
-        probs, familiarity, anomaly, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x))
+        name, x, reasons, _, xa = prepared
+        probs, familiarity, anomaly, _ = await asyncio.wrap_future(self.batcher.submit(predictor, x, xa))
         insp = predictor.inspections([name], probs[None], [reasons],
                                      None if familiarity is None else np.array([familiarity]))
         insp = predictor.second_opinion(insp, None if anomaly is None else np.array([anomaly]))[0]

@@ -4,7 +4,8 @@ good photos alone, into a run directory like any other.
 The photos are split as for a classifier (validation by whole parts). Only the training split's
 good photos are fitted: their patch features fill the memory bank, thinned by greedy coreset
 selection; defect photos, where the data has them, are never fitted: the validation split's are
-judged, to report and, with ``--target-recall``, to set the threshold. The threshold is by
+judged, to report, to choose the pixels' normalisation (``anomaly.normalize: auto``) and, with
+``--target-recall``, to set the threshold. The threshold is by
 default the score above which ``anomaly.false_reject`` of validation's good photos fall (so it
 needs good photos only), then scores are mapped so that the threshold is p(defect) 0.5 and the
 decision rule, the review band and the reports read as for a classifier.
@@ -19,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -33,9 +35,10 @@ from castinspect.data.datasets import (
     is_manifest,
     load_split,
 )
+from castinspect.data.locate import AUTO_SHARE, background_weight
 from castinspect.data.quality import fit_reference
 from castinspect.evaluation.evaluate import write_metrics
-from castinspect.evaluation.metrics import choose_threshold
+from castinspect.evaluation.metrics import choose_threshold, roc_auc
 from castinspect.models.checkpoint import Checkpoint, save_checkpoint
 from castinspect.models.network import (
     count_flops,
@@ -91,10 +94,22 @@ def patch_features(net: PatchCore, images: np.ndarray) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, 1, 1, PatchCore.DIMS)
 
 
+def part_places(images: np.ndarray, grid: tuple[int, int]) -> torch.Tensor | None:
+    """(H, W) on the patch grid: 1 where at least half of ``images`` show the part, 0 elsewhere;
+    None unless nearly all of them show a part on a background (``data.locate``'s finding)."""
+    maps = [background_weight(im) for im in images]
+    found = [1 - m for m in maps if m is not None]
+    if not found or len(found) < AUTO_SHARE * len(images):
+        return None
+    share = np.mean([cv2.resize(m, grid[::-1], interpolation=cv2.INTER_AREA) for m in found], axis=0)
+    return torch.from_numpy((share >= 0.5).astype(np.float32)) if (share >= 0.5).any() else None
+
+
 def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) -> dict:
-    """Fill ``net``'s memory bank from (up to ``anomaly.fit_photos`` of) the good photos ``good``,
-    and its spread per place from the others, where at least PLACE_PHOTOS are left over; returns
-    what was done."""
+    """Fill ``net``'s memory bank from (up to ``anomaly.fit_photos`` of) the good photos ``good``;
+    then, where they show a part on a background (and ``anomaly.part_only``), the places scored,
+    else the spread per place from the other good photos, where at least PLACE_PHOTOS are left
+    over; returns what was done."""
     a = cfg.anomaly
     rng = np.random.default_rng(cfg.train.seed)
     order = rng.permutation(len(good))
@@ -110,13 +125,54 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
     t_coreset = time.perf_counter() - t
     progress.message(f"memory bank: {len(net.bank):,} of {len(pool):,} patches drawn from {len(pick)} good photos "
                      f"({feats.shape[1]}x{feats.shape[2]} each; features {t_feats:.0f}s, coreset {t_coreset:.0f}s)")
-    if len(rest) >= PLACE_PHOTOS:  # photos the bank has not seen: their distances are a new part's
+    scored = part_places(good[pick], tuple(feats.shape[1:3])) if a.part_only else None
+    spread = scored is None and len(rest) >= PLACE_PHOTOS
+    if scored is not None:  # the part's places alone: plain distances did better there than spreads
+        net.scored = scored
+        progress.message(f"scoring the {int(scored.sum())} of {scored.numel()} places where the good photos "
+                         "show the part")
+    elif spread:  # photos the bank has not seen: their distances are a new part's
         dist = torch.cat(in_batches(net, good[rest], BATCH, lambda x: net.patch_distances(net.forward_features(x))))
         net.place_mean, net.place_std = dist.mean(0), dist.std(0).clamp_min(1e-3)
         progress.message(f"spread per place in the frame from {len(rest)} other good photos")
     return {"photos": len(pick), "grid": [int(feats.shape[1]), int(feats.shape[2])], "patches": len(pool),
-            "bank": len(net.bank), "place_photos": len(rest) if len(rest) >= PLACE_PHOTOS else 0,
+            "bank": len(net.bank), "place_photos": len(rest) if spread else 0,
+            "places_scored": int(scored.sum()) if scored is not None else int(feats.shape[1] * feats.shape[2]),
             "features_seconds": t_feats, "coreset_seconds": t_coreset}
+
+
+def normalisations(choice: str, defects_in_validation: bool) -> list[str]:
+    """The normalisations to fit with: both where ``choice`` is "auto" and validation has defects to
+    choose by, else the one named (``imagenet`` for "auto": frozen ImageNet features expect it)."""
+    if choice == "auto":
+        return ["imagenet", "per_image"] if defects_in_validation else ["imagenet"]
+    if choice not in ("imagenet", "per_image", "fixed"):
+        raise ValueError(f"anomaly.normalize must be auto, imagenet, per_image or fixed, not {choice!r}")
+    return [choice]
+
+
+def fit_normalised(cfg: Config, good: Decoded, val: Decoded, progress: Progress) -> tuple:
+    """(net, what fit_bank did, validation's raw scores as logits, validation's embeddings) for
+    the normalisation kept of ``normalisations``: the higher ROC-AUC on validation. ``cfg``
+    records the one kept."""
+    tried = {}
+    for normalize in normalisations(cfg.anomaly.normalize, bool((val.labels == 1).any())):
+        cfg.model.normalize = normalize
+        net: PatchCore = build_model(cfg.model, 2, pretrained=True)
+        fitted = fit_bank(net, good.images, cfg, progress)
+        # One pass over validation: with centre 0 and scale 1 the second logit is the raw score.
+        logits, embeddings = predict_outputs(net, val.images, batch_size=BATCH)
+        auc = roc_auc(val.labels, logits[:, 1]) if len(set(val.labels)) == 2 else None
+        tried[normalize] = (auc, net, fitted, logits, embeddings)
+    kept = max(tried, key=lambda k: -1 if tried[k][0] is None else tried[k][0])
+    if len(tried) > 1:
+        progress.message("normalisation " + ", ".join(f"{k}: validation ROC-AUC {v[0]:.4f}" for k, v in tried.items())
+                         + f"; kept {kept}")
+    _, net, fitted, logits, embeddings = tried[kept]
+    cfg.model.normalize, cfg.anomaly.normalize, cfg.anomaly.bank = kept, kept, fitted["bank"]
+    fitted["normalize_auc"] = {k: v[0] for k, v in tried.items()}
+    fitted["fits_seconds"] = sum(v[2]["features_seconds"] + v[2]["coreset_seconds"] for v in tried.values())
+    return net, fitted, logits, embeddings
 
 
 def operating_scale(scores: np.ndarray, anomalous: np.ndarray, cfg: Config) -> tuple[float, float, str]:
@@ -148,6 +204,7 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume=False)
     cfg.model.backbone, cfg.model.mirror_average = "patchcore", False
+    cfg.model.input_size = cfg.anomaly.input_size
     cfg = resolve_locate(cfg, data_root)
     data = TrainingData(cfg, data_root, photos=unclassified(data_root))
     train, val = data.decoded(cfg.model.input_size, cfg.data.locate == "on")
@@ -161,7 +218,6 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     keep = np.flatnonzero(train.labels == ok_index)
     good = Decoded(train.images[keep], np.zeros(len(keep), np.int64), classes, [train.paths[i] for i in keep])
     val = as_anomaly(val, ok_index, classes)
-    cfg.save(run_dir / "config.yaml")
     write_split(run_dir, good, val)  # the fitted photos as train
     for err in data.errors:
         progress.message(f"skipped {err}")
@@ -169,14 +225,11 @@ def fit_anomaly(cfg: Config, data_root: str | os.PathLike, run_dir: str | os.Pat
     progress.message(f"fitting on {len(good.labels)} good photos"
                      + (f" ({unused} defect photos of the training split are not used)" if unused else ""))
 
-    net: PatchCore = build_model(cfg.model, 2, pretrained=True)
-    fitted = fit_bank(net, good.images, cfg, progress)
-    cfg.anomaly.bank = fitted["bank"]
-    # One pass over validation: with centre 0 and scale 1 the second logit is the raw score.
-    logits, val_embeddings = predict_outputs(net, val.images, batch_size=BATCH)
+    net, fitted, logits, val_embeddings = fit_normalised(cfg, good, val, progress)
     centre, scale, rule = operating_scale(logits[:, 1], val.labels == 1, cfg)
     net.centre.fill_(centre)
     net.scale.fill_(scale)
+    cfg.save(run_dir / "config.yaml")  # with the normalisation kept
     familiarity = model_familiarity(net, good, val_embeddings, cfg.train.familiarity_share,
                                     cfg.train.familiarity_bank, cfg.train.seed)
     seconds = time.perf_counter() - t0
