@@ -53,6 +53,7 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "predict-vs-decode": "End-to-end predict against the decode-only limit",
           "micro-batching": "The station with and without micro-batching",
           "distilled-student": "A first distilled student of the bundled model (25-minute budget)",
+          "distilled-student-full": "The distilled student on its whole schedule (the teacher on ONNX Runtime)",
           "distributed-training": "One process against torchrun with two (gloo, the same steps)",
           "anomaly": "Anomaly detection fitted on good parts alone"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
