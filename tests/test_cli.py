@@ -99,6 +99,12 @@ def test_evaluate_leak_free_subset_sets_copies_aside(model_path, synth_root, tmp
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["evaluation"]["n"] == 61
     assert m["leak_free"]["removed_as_copies"] == 1 and m["leak_free"]["n"] == 60
+    # photos that are all training photos: the overlap says so, and no empty subset is judged
+    r = runner.invoke(app, ["evaluate", str(synth_root / "train"), "--model", str(model_path), "--train-root",
+                            str(synth_root), "--json", str(tmp_path / "all.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "all.json").read_text())
+    assert m["overlap"]["count"] == m["evaluation"]["n"] == 300 and "leak_free" not in m
 
 
 def test_review_band_in_predict_and_evaluate(model_path, synth_root, tmp_path):

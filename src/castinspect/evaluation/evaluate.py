@@ -116,7 +116,7 @@ def evaluate(predictor: Predictor, data: str | os.PathLike | ImageSet, strict: b
         result.metrics["overlap"] = {"count": int(copied.sum()), "of": len(decoded.paths),
                                      "training_photos": len(training.paths), "source": training.source}
         result.copied = copied
-        if copied.any():
+        if copied.any() and not copied.all():  # (all copies: the overlap says so, no subset is left)
             keep = np.flatnonzero(~copied)
             subset = evaluate_arrays(predictor, "leak-free", decoded.images[keep], decoded.labels[keep],
                                      [decoded.paths[i] for i in keep], [decoded.reasons[i] for i in keep])
