@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from castinspect.core import __version__
-from castinspect.models.registry import BACKBONES, SIZES
+from castinspect.models.registry import CLASSIFIERS, SIZES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Visual inspection of metal castings: train, evaluate, predict, serve.")
@@ -52,7 +52,7 @@ class Split(str, Enum):
     test = "test"
 
 
-BackboneChoice = Enum("BackboneChoice", {name: name for name, b in BACKBONES.items() if not b.anomaly}, type=str)
+BackboneChoice = Enum("BackboneChoice", {name: name for name in CLASSIFIERS}, type=str)
 SizeChoice = Enum("SizeChoice", {name: name for name in SIZES}, type=str)
 
 AnomalyOpt = Annotated[Optional[Path], typer.Option("--anomaly-model", metavar="MODEL", help="An anomaly model (train --mode anomaly) every part must pass too: a part it rejects is defective whatever the classifier says.")]

@@ -66,9 +66,9 @@ def learning_curve(
     from castinspect.core.config import Config
     from castinspect.lab.learning_curve import DEFAULT_SIZES
     from castinspect.lab.learning_curve import learning_curve as run_curve
-    from castinspect.models.registry import BACKBONES
+    from castinspect.models.registry import CLASSIFIERS
 
-    chosen = tuple(b.value for b in backbones) if backbones else tuple(n for n, b in BACKBONES.items() if not b.anomaly)
+    chosen = tuple(b.value for b in backbones) if backbones else CLASSIFIERS
     with user_errors():
         curve = run_curve(data_root, out_dir, tuple(sizes or DEFAULT_SIZES), chosen, seeds=seeds, small=small,
                           base=Config.load(config) if config else None, report=say,

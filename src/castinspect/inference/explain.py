@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from castinspect.core.records import Inspection
 from castinspect.inference.annotate import banner
-from castinspect.models.network import Network, to_input
+from castinspect.models.network import Network, in_batches, to_input
 
 
 def gradcam(model: Network, images: np.ndarray, ok_index: int | None, batch_size: int = 32) -> np.ndarray:
@@ -61,14 +61,14 @@ def anomaly_maps(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """An anomaly model's maps (N, S, S) in [0, 1] for decoded uint8 images: its patch distances
     (``PatchCore.anomaly_maps``), from each photo's least to its most departing spot: every good
     surface is some distance from the bank, and that floor is no evidence of a defect."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = to_input(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])))
+    def scaled(x: torch.Tensor) -> torch.Tensor:
         maps = model.anomaly_maps(x).flatten(1)
         low, high = maps.amin(1, keepdim=True), maps.amax(1, keepdim=True)
-        out.append(((maps - low) / (high - low).clamp_min(1e-12)).view(-1, *x.shape[-2:]).numpy())
+        return ((maps - low) / (high - low).clamp_min(1e-12)).view(-1, *x.shape[-2:]).cpu()
+
+    out = in_batches(model, np.ascontiguousarray(images), batch_size, scaled)
     size = images.shape[-1] if len(images) else 0
-    return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, size, size), np.float32)
 
 
 HEATMAP_CAPTION = ("Heatmap: where the model saw evidence of a defect (Grad-CAM), scaled by p(defect), "

@@ -76,6 +76,9 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
 # "auto": the pretrained backbone at every dataset size. It was ahead of the compact CNN on unseen
 # parts at every size of the learning curve and under line variation (docs: results).
 AUTO = "efficientnet_lite0"
+# The backbones a classifier is trained on (``train --backbone``, the learning curve): not the
+# anomaly model, which is fitted by ``train --mode anomaly``.
+CLASSIFIERS = tuple(name for name, b in BACKBONES.items() if not b.anomaly)
 SIZES = tuple(BACKBONES["castnet"].sizes)
 
 
