@@ -55,6 +55,7 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "distilled-student": "A first distilled student of the bundled model (25-minute budget)",
           "distilled-student-full": "The distilled student on its whole schedule (the teacher on ONNX Runtime)",
           "distilled-student-suite": "The distilled student beside its teacher under the line variations",
+          "teacher-backends": "The distillation teacher's cost per batch on each backend",
           "distributed-training": "One process against torchrun with two (gloo, the same steps)",
           "anomaly": "Anomaly detection fitted on good parts alone"}
 HEADLINE = [("photos", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("errors", "errors", "{}"),
