@@ -55,6 +55,10 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "distilled-student": "A first distilled student of the bundled model (25-minute budget)",
           "distilled-student-full": "The distilled student on its whole schedule (the teacher on ONNX Runtime)",
           "distilled-student-suite": "The distilled student beside its teacher under the line variations",
+          "distilled-student-alpha0": "The student on the labels alone (the same schedule, alpha 0)",
+          "distilled-student-t1": "The distilled student at temperature 1",
+          "distilled-student-e30": "The distilled student on the compact CNN's own schedule (temperature 1)",
+          "anomaly-pooling": "How the anomaly model pools its patches into a score (validation)",
           "teacher-backends": "The distillation teacher's cost per batch on each backend",
           "distributed-training": "One process against torchrun with two (gloo, the same steps)",
           "anomaly": "Anomaly detection fitted on good parts alone"}
@@ -108,6 +112,8 @@ def render(name: str, path: Path, data: dict) -> str:
         body = distributed(data)
     elif "anomaly" in data:
         body = anomaly(data)
+    elif "pooling" in data:
+        body = anomaly_pooling(data)
     elif "evaluation" in data:
         body = evaluation(data)
     elif "validation" in data:
@@ -289,6 +295,16 @@ def anomaly(data: dict) -> list[str]:
                         "normalisation kept (validation ROC-AUC of each)", "ROC-AUC, unseen parts (photos)",
                         "ROC-AUC, test split (photos)", "validation recall / false rejects at the threshold",
                         "fit / command s", "predict photos/s"], rows)
+
+
+def anomaly_pooling(data: dict) -> list[str]:
+    ways = list(data["pooling"][0]["validation_roc_auc"])
+    rows = [[r["dataset"], r["good"] or "ok_front", r["normalize"], r["places"],
+             *(f"{r['validation_roc_auc'][w]:.3f}" for w in ways)] for r in data["pooling"]]
+    return ["Validation ROC-AUC of each way to pool a photo's patch departures into its score: `max` the worst "
+            "patch; `shareS` the mean of the worst share S of the places scored; `topK` of the worst K; "
+            "`smoothS` the worst of the grid smoothed at σ S patches.", ""] + \
+        table(["data", "good class", "normalisation", "places scored", *ways], rows)
 
 
 def bench(data: dict) -> list[str]:

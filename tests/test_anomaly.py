@@ -3,6 +3,7 @@ Predictor, its map pointing at a planted defect, its exported graph judging as t
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -16,8 +17,10 @@ from typer.testing import CliRunner
 
 from castinspect.cli import app
 from castinspect.core.config import Config
+from castinspect.core.io import load_for_model
 from castinspect.inference.predict import Predictor
 from castinspect.models.checkpoint import load_checkpoint
+from castinspect.models.network import to_input
 from castinspect.models.patchcore import greedy_coreset
 from castinspect.training.anomaly import fit_anomaly
 
@@ -71,6 +74,7 @@ def test_good_photos_left_out_of_the_bank_measure_the_spread_per_place(synth_roo
     cfg = anomaly_config()
     cfg.anomaly.fit_photos = 60  # of ~127 good training photos: the others measure the spread
     cfg.anomaly.part_only = False  # every place scored
+    cfg.anomaly.top_share = 0  # the worst patch alone: a one-patch mark is not averaged away
     result, metrics = fit_anomaly(cfg, synth_root, tmp_path / "run")
     state = result.checkpoint.state_dict
     assert result.checkpoint.info["anomaly"]["place_photos"] >= 30 and state["scored"].numel() == 0
@@ -91,6 +95,23 @@ def test_only_the_places_where_good_photos_show_the_part_are_scored(anomaly_run)
     assert scored.shape == (12, 12) and info["places_scored"] == int(scored.sum())
     assert scored[0, 0] == scored[-1, -1] == 0 and scored[6, 6] == 1  # corners are background, the centre part
     assert state["place_mean"].numel() == 0  # no spreads where the part's places are scored
+
+
+def test_a_photos_score_is_the_mean_of_its_worst_share_of_the_places_scored(anomaly_run, synth_root):
+    ckpt = anomaly_run[1].checkpoint
+    info, net = ckpt.info["anomaly"], ckpt.build_network()
+    assert info["top_k"] == int(net.top_k) == round(0.1 * info["places_scored"]) > 1
+    photos = sorted((synth_root / "test" / "def_front").glob("*.jpeg"))[:4]
+    x = to_input(torch.as_tensor(np.stack([load_for_model(p, ckpt.config.model.input_size) for p in photos])))
+    with torch.no_grad():
+        feats = net.forward_features(x)
+        departures = net.departures(feats).flatten(1)
+        worst = departures.sort(1, descending=True).values[:, :info["top_k"]].mean(1)
+        assert torch.allclose(net.scores(feats), worst)
+        # a model fitted before the score averaged (no top_k in its checkpoint) keeps the worst patch
+        old = {k: v for k, v in ckpt.state_dict.items() if k != "top_k"}
+        net.load_state_dict(old)
+        assert int(net.top_k) == 1 and torch.allclose(net.scores(feats), departures.amax(1))
 
 
 def test_the_threshold_passes_the_stated_share_of_validations_good_photos(anomaly_run):
@@ -208,6 +229,18 @@ def test_a_defect_kind_the_classifier_never_saw_is_caught_by_the_anomaly_model(m
         assert answer["decision"] == "defective" and "anomalous" in answer["reasons"] and answer["anomaly"] >= 0.5
         row = log.get(answer["id"])
         assert row["anomaly"] == pytest.approx(answer["anomaly"]) and row["decision"] == "defective"
+        # the Open Inference Protocol serves the anomaly model as a second model of its own size
+        index = client.post("/v2/repository/index").json()
+        assert [m["name"] for m in index] == ["castinspect", "castinspect-anomaly"]
+        meta = client.get("/v2/models/castinspect-anomaly").json()
+        s = anomaly.input_size
+        assert meta["inputs"][0]["shape"] == [-1, s, s] and meta["parameters"]["model_id"] == anomaly.model_id
+        photo = base64.b64encode(novel[alone.index("ok")]).decode()
+        r = client.post("/v2/models/castinspect-anomaly/infer", json={"inputs": [
+            {"name": "image", "shape": [1], "datatype": "BYTES", "data": [photo]}]})
+        assert r.status_code == 200, r.text
+        probs = r.json()["outputs"][0]["data"]
+        assert 1 - probs[anomaly.ok_index] == pytest.approx(answer["anomaly"], abs=1e-5)
 
     # the command line's CSV carries both scores
     folder = tmp_path / "novel"

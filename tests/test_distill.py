@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from castinspect.core.config import TrainConfig
 from castinspect.inference.predict import Predictor
 from castinspect.models.checkpoint import load_checkpoint
 from castinspect.training.distill import Teacher, shrink, student_config
@@ -29,6 +30,16 @@ def test_the_loss_is_zero_where_the_student_says_what_the_teacher_says(model_pat
     assert teacher.loss(-logits, torch.tensor([1, 0]), soft, 0.0).item() > 0.1
     x = torch.rand(2, 1, 64, 64)
     assert shrink(x, 48).shape == (2, 1, 48, 48) and shrink(x, 64) is x
+    # two classes: no wrong class to tell of, so the outputs are not softened unless asked
+    assert Teacher(load_checkpoint(model_path)).temperature == 1.0
+
+
+def test_the_student_trains_on_the_compact_cnns_schedule_with_the_teachers_policy():
+    teacher = load_checkpoint(None)  # the bundled model: a pretrained backbone's short schedule
+    cfg = student_config(teacher)
+    assert cfg.model.backbone == "castnet" and teacher.config.train.epochs < cfg.train.epochs == TrainConfig().epochs
+    assert cfg.train.lr is None and cfg.train.min_steps is None  # filled in from the compact CNN's row
+    assert cfg.train.target_recall == 0.99 and cfg.data.locate == teacher.config.data.locate
 
 
 def test_the_teacher_says_the_same_on_every_backend(model_path):

@@ -60,6 +60,24 @@ def test_a_shift_raises_an_alarm_within_100_photos(shift, signal):
     assert alarm["signals"][signal]["state"] == ALARM and any(r.startswith(signal) for r in alarm["reasons"])
 
 
+def test_good_parts_departing_from_the_anomaly_models_alarm_on_its_scores_alone():
+    rng = np.random.default_rng(2)
+
+    def scored(n: int, a: float, b: float) -> list[Observation]:
+        return [Observation(o.decision, o.p_defect, o.familiarity, o.familiar, o.quality, float(rng.beta(a, b)))
+                for o in stream(n, rng)]
+
+    history = replay(scored(2000, 2, 8) + scored(500, 4, 6), SETTINGS)
+    assert all(h["signals"]["anomaly"] is None or h["signals"]["anomaly"]["state"] != ALARM
+               for h in history if h["index"] <= 2000)
+    took = first_alarm(history, 2000)
+    assert took is not None and took <= 100, took
+    alarm = next(h for h in history if h["index"] == 2000 + took)
+    assert alarm["signals"]["anomaly"]["state"] == ALARM and alarm["signals"]["p_defect"]["state"] != ALARM
+    assert any(r.startswith("anomaly: anomaly score mean") for r in alarm["reasons"])
+    assert replay(stream(600, rng), SETTINGS)[-1]["signals"]["anomaly"] is None  # no anomaly model: no signal
+
+
 def test_resuming_from_the_ends_of_a_stream_is_replaying_it():
     """A restart reads a model's first and last records, not the whole log: the same state."""
     rng = np.random.default_rng(3)

@@ -152,7 +152,8 @@ def distill(
     size: Annotated[Optional[SizeChoice], typer.Option(help="The compact student's size.")] = None,
     input_size: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="The student's input size (default: the teacher's).")] = None,
     alpha: Annotated[float, typer.Option(help="The share of the loss that follows the teacher (the rest: the labels).")] = 0.7,
-    temperature: Annotated[float, typer.Option(help="How far the teacher's outputs are softened.")] = 4.0,
+    temperature: Annotated[Optional[float], typer.Option(
+        help="How far the teacher's outputs are softened (default: 1 with two classes, 4 with more).")] = None,
     budget: Annotated[float, typer.Option(parser=duration, metavar="DURATION", help="Time for the whole command: fit and evaluation (e.g. 20m).")] = "20m",
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
 ) -> None:

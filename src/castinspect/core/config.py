@@ -151,6 +151,9 @@ class AnomalyConfig:
     # half of them show the part (a textured background then raises no alarm; a defect standing
     # out beyond the part's usual outline, such as flash, is not scored: set false for those).
     part_only: bool = True
+    # A photo's score is the mean of its worst patches, this share of the places scored (at
+    # least one; 0: the worst patch alone, as in the PatchCore paper).
+    top_share: float = 0.1
     # The threshold by default: validation's good photos above it are this share (false rejects).
     false_reject: float = 0.01
 

@@ -9,7 +9,8 @@ far, so the bank covers every kind of good surface with a fraction of the patche
 anomaly is its distance to the nearest bank entry, measured in the spread of good photos' distances
 at that place in the frame — or, where the good photos show a part on a background, only at the
 places where they show the part (a textured background then raises no alarm); the photo's score
-is its worst patch; the anomaly map is the grid of patch scores upsampled and smoothed.
+is the mean of its worst few patches (a share of the places scored; the paper takes the worst
+one); the anomaly map is the grid of patch scores upsampled and smoothed.
 
 It is a ``Network`` like the classifiers, so one Predictor, Grad-CAM's place (``anomaly_maps``),
 familiarity and the ONNX export serve it: ``forward`` gives two logits, [0, (score - centre) /
@@ -56,6 +57,9 @@ class PatchCore(Network):
         # Per place, 1 where the score looks (where the good photos show the part), 0 where not
         # (empty: everywhere).
         self.register_buffer("scored", torch.zeros(0))
+        # How many of its worst patches a photo's score averages (fitted: a share of the places
+        # scored). One patch is the paper's max; a few are steadier against one noisy patch.
+        self.register_buffer("top_k", torch.ones((), dtype=torch.long))
         self.register_buffer("centre", torch.zeros(()))
         self.register_buffer("scale", torch.ones(()))
         self.eval()
@@ -65,6 +69,7 @@ class PatchCore(Network):
         for name in ("bank", "place_mean", "place_std", "scored"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.zeros_like(state_dict[prefix + name]))
+        state_dict.setdefault(prefix + "top_k", torch.ones((), dtype=torch.long))  # fitted before it: the max
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "PatchCore":
@@ -112,8 +117,9 @@ class PatchCore(Network):
         return dist
 
     def scores(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N,) anomaly scores: each photo's worst patch (of the places scored)."""
-        return self.departures(feats).flatten(1).amax(1)
+        """(N,) anomaly scores: the mean of each photo's ``top_k`` worst patches (of the places
+        scored)."""
+        return self.departures(feats).flatten(1).topk(int(self.top_k), dim=1).values.mean(1)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         z = (self.scores(feats) - self.centre) / self.scale

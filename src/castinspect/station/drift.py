@@ -12,6 +12,9 @@ A rolling window of the last ``window`` judgements is held against what is expec
   uniform distribution asks whether the window's photos look less familiar than that;
 - ``p_defect``: a two-sample Kolmogorov-Smirnov test of the window's p(defect) against the
   baseline, the first ``baseline`` judgements (the first shift on the line);
+- ``anomaly``: the same test of the anomaly model's scores, where one judges beside the
+  classifier: good parts departing from those it was fitted on move its scores before a
+  classifier that never saw the change moves its p(defect);
 - ``reject_rate``: an SPC p-chart — centre line the baseline's reject rate, control limits three
   standard deviations either side (warning at 2.5), the standard deviation that of a window's
   share less the baseline's: a baseline of a few hundred parts is itself uncertain, and limits
@@ -61,13 +64,14 @@ class Observation:
     familiarity: float | None
     familiar: bool | None
     quality: bool = False  # the image-quality checks named something
+    anomaly: float | None = None  # the anomaly model's p(defect), where one judged too
 
     @classmethod
     def of(cls, record: Any) -> "Observation":
         """From an Inspection or a log row (a dict)."""
-        get = record.get if isinstance(record, dict) else lambda k: getattr(record, k)
-        quality = any(r != "unfamiliar" for r in get("reasons") or [])
-        return cls(get("decision"), get("p_defect"), get("familiarity"), get("familiar"), quality)
+        get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
+        quality = any(r not in ("unfamiliar", "anomalous") for r in get("reasons") or [])
+        return cls(get("decision"), get("p_defect"), get("familiarity"), get("familiar"), quality, get("anomaly"))
 
 
 def _p(p: float) -> str:
@@ -131,16 +135,17 @@ class DriftMonitor:
         return {"state": _level(p), "value": float(np.median(values)), "statistic": float(test.statistic),
                 "p_value": p, "detail": f"familiarity median {np.median(values):.2f} (0.5 expected), KS p = {_p(p)}"}
 
-    def _p_defect(self, window: list[Observation]) -> dict | None:
-        now = [o.p_defect for o in window if o.p_defect is not None]
-        base = [o.p_defect for o in self.baseline if o.p_defect is not None]
+    def _against_start(self, window: list[Observation], field: str, what: str) -> dict | None:
+        """The window's ``field`` against the baseline's: a two-sample KS test."""
+        now = [v for o in window if (v := getattr(o, field)) is not None]
+        base = [v for o in self.baseline if (v := getattr(o, field)) is not None]
         if not self._baseline_complete() or len(now) < self.settings.min_window or not base:
             return None
         test = stats.ks_2samp(now, base)
         p = float(test.pvalue)
         return {"state": _level(p), "value": float(np.mean(now)), "baseline": float(np.mean(base)),
                 "statistic": float(test.statistic), "p_value": p,
-                "detail": f"p(defect) mean {np.mean(now):.3f} against {np.mean(base):.3f} at the start, KS p = {_p(p)}"}
+                "detail": f"{what} mean {np.mean(now):.3f} against {np.mean(base):.3f} at the start, KS p = {_p(p)}"}
 
     def _reject_rate(self, window: list[Observation]) -> dict | None:
         if not self._baseline_complete() or len(window) < self.settings.min_window:
@@ -169,7 +174,9 @@ class DriftMonitor:
                    "quality": self._share([o.quality for o in window], s.expected_quality,
                                           "named by the image-quality checks"),
                    "familiarity": self._familiarity(window),
-                   "p_defect": self._p_defect(window), "reject_rate": self._reject_rate(window)}
+                   "p_defect": self._against_start(window, "p_defect", "p(defect)"),
+                   "anomaly": self._against_start(window, "anomaly", "anomaly score"),
+                   "reject_rate": self._reject_rate(window)}
         live = [s for s in signals.values() if s is not None]
         state = max((s["state"] for s in live), key=LEVELS.__getitem__, default=OK)
         return {"state": state,

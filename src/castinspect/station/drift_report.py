@@ -45,10 +45,15 @@ def plot_history(history: list[dict]):
     ax.set_ylabel("unlike training")
     ax.legend(fontsize=7, loc="upper left")
     for ax, signal, title in ((axes[2], "familiarity", "familiarity KS p"), (axes[3], "p_defect", "p(defect) KS p")):
-        ax.semilogy(x, np.clip(_series(history, signal, "p_value"), 1e-12, 1), color="k", lw=1)
+        ax.semilogy(x, np.clip(_series(history, signal, "p_value"), 1e-12, 1), color="k", lw=1, label=signal)
         ax.axhline(0.01, ls="--", color=COLOURS[WARNING], lw=1)
         ax.axhline(0.001, ls="--", color=COLOURS[ALARM], lw=1)
         ax.set_ylabel(title)
+    anomaly = _series(history, "anomaly", "p_value")
+    if not np.isnan(anomaly).all():  # a station with an anomaly model: its scores' test beside p(defect)'s
+        axes[3].semilogy(x, np.clip(anomaly, 1e-12, 1), color="#4a6fa5", lw=1, label="anomaly score")
+        axes[3].set_ylabel("KS p")
+        axes[3].legend(fontsize=7, loc="lower left")
     axes[-1].set_xlabel("judgements (oldest first)")
     for ax in axes:
         _shade(ax, x, history)
@@ -82,5 +87,6 @@ def write_drift_report(path: str | os.PathLike, history: list[dict], settings: D
             "the judgements before it: the reject rate on a p-chart (centre line and 3-sigma limits "
             "from the baseline), the share of photos the model found unfamiliar, and the p-values of "
             "the tests on familiarity (against the calibrated uniform spread) and on p(defect) "
-            "(against the baseline); dashed lines at 0.01 (warning) and 0.001 (alarm).</p>")
+            "(and the anomaly model's score, where the station has one) against the baseline; "
+            "dashed lines at 0.01 (warning) and 0.001 (alarm).</p>")
     return write_page(path, "castinspect drift", body, "img{max-width:100%}")

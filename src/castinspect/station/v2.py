@@ -6,6 +6,7 @@ client written for Triton, OpenVINO Model Server or KServe works against a stati
     GET  /v2/models/{name}                the model: its input and output tensors
     GET  /v2/models/{name}/ready
     POST /v2/models/{name}/infer          tensors in, ``probabilities`` out
+    POST /v2/repository/index             the models served (Triton's repository extension)
 
 The model (named ``castinspect``) takes ``image``: UINT8 ``[-1, S, S]``, photos already decoded
 to grey and resized to the model's input (what ``core.io.load_for_model`` gives, and what the
@@ -15,6 +16,10 @@ photo file (in JSON, its base64), decoded and prepared as ``/v1/inspect`` does. 
 ``parameters.classes``). Requests and answers may use the binary tensor extension (tritonclient's
 default). These answers are inferences, not judgements: nothing is recorded in the inspection
 log (``/v1/inspect`` judges and records a part).
+
+A station with an anomaly model beside its classifier (``serve --anomaly-model``) serves it as a
+second model, ``NAME-anomaly``, with its own input size: a client that wants both asks both
+(``/v1/inspect`` is where a part must pass both).
 """
 
 from __future__ import annotations
@@ -32,15 +37,25 @@ from castinspect.core import __version__
 from castinspect.core.io import ImageError
 
 MODEL_NAME = "castinspect"
+ANOMALY_SUFFIX = "-anomaly"  # the anomaly model's name: the station's model's, and this
 HEADER = "inference-header-content-length"
 DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
+def served(request: Request) -> dict:
+    """The models by their v2 names: the station's model, and its anomaly model where it has one."""
+    predictor, name = request.app.state.station.predictor, request.app.state.v2_name
+    models = {name: predictor}
+    if predictor.anomaly is not None:
+        models[f"{name}{ANOMALY_SUFFIX}"] = predictor.anomaly
+    return models
+
+
 def _model(request: Request, name: str):
-    station = request.app.state.station
-    if name != request.app.state.v2_name:
-        raise HTTPException(404, f"no model {name!r} here (this station serves {request.app.state.v2_name!r})")
-    return station.predictor
+    models = served(request)
+    if name not in models:
+        raise HTTPException(404, f"no model {name!r} here (this station serves {', '.join(map(repr, models))})")
+    return models[name]
 
 
 def metadata(predictor, name: str) -> dict:
@@ -152,7 +167,12 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/v2")
 async def server(request: Request) -> dict:
-    return {"name": "castinspect", "version": __version__, "extensions": ["binary_tensor_data"]}
+    return {"name": "castinspect", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
+
+
+@router.post("/v2/repository/index")
+async def repository_index(request: Request) -> list[dict]:
+    return [{"name": name, "version": "1", "state": "READY"} for name in served(request)]
 
 
 @router.get("/v2/models/{name}")

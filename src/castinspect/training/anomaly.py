@@ -111,6 +111,8 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
     else the spread per place from the other good photos, where at least PLACE_PHOTOS are left
     over; returns what was done."""
     a = cfg.anomaly
+    if not 0 <= a.top_share <= 1:
+        raise ValueError(f"anomaly.top_share is a share of the places scored, in [0, 1], not {a.top_share}")
     rng = np.random.default_rng(cfg.train.seed)
     order = rng.permutation(len(good))
     pick, rest = np.sort(order[:a.fit_photos]), np.sort(order[a.fit_photos:][:PLACE_PHOTOS_MAX])
@@ -135,9 +137,11 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
         dist = torch.cat(in_batches(net, good[rest], BATCH, lambda x: net.patch_distances(net.forward_features(x))))
         net.place_mean, net.place_std = dist.mean(0), dist.std(0).clamp_min(1e-3)
         progress.message(f"spread per place in the frame from {len(rest)} other good photos")
+    places = int(scored.sum()) if scored is not None else int(feats.shape[1] * feats.shape[2])
+    net.top_k.fill_(max(1, round(a.top_share * places)))
     return {"photos": len(pick), "grid": [int(feats.shape[1]), int(feats.shape[2])], "patches": len(pool),
             "bank": len(net.bank), "place_photos": len(rest) if spread else 0,
-            "places_scored": int(scored.sum()) if scored is not None else int(feats.shape[1] * feats.shape[2]),
+            "places_scored": places, "top_k": int(net.top_k),
             "features_seconds": t_feats, "coreset_seconds": t_coreset}
 
 

@@ -20,12 +20,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from castinspect.core.config import Config
+from castinspect.core.config import Config, TrainConfig
 from castinspect.models.checkpoint import Checkpoint, load_checkpoint, run_model
 from castinspect.models.registry import choose
 
 ALPHA = 0.7  # the share of the loss that follows the teacher
-TEMPERATURE = 4.0  # how far the teacher's outputs are softened: the dark knowledge in the small ones
+# How far the teacher's outputs are softened: the dark knowledge in the small ones, which a task
+# of several classes has (which wrong class a photo resembles). With two classes there is no
+# other wrong class to tell of: softening then only flattens the targets, and the student
+# learnt less from them than from the labels alone (docs: speed).
+TEMPERATURE = 4.0
+TWO_CLASS_TEMPERATURE = 1.0
 
 
 @dataclass
@@ -34,10 +39,12 @@ class Teacher:
 
     checkpoint: Checkpoint
     alpha: float = ALPHA
-    temperature: float = TEMPERATURE
+    temperature: float | None = None  # None: TEMPERATURE, or TWO_CLASS_TEMPERATURE for two classes
     backend: str = "auto"  # as the Predictor's: the teacher judges as it does at the line
 
     def __post_init__(self) -> None:
+        if self.temperature is None:
+            self.temperature = TWO_CLASS_TEMPERATURE if len(self.checkpoint.classes) == 2 else TEMPERATURE
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise ValueError("distillation: alpha must be in [0, 1] and the temperature positive")
         from castinspect.inference.backends import make_backend
@@ -73,14 +80,16 @@ def shrink(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def student_config(teacher: Checkpoint, size: str | None = None, input_size: int | None = None) -> Config:
     """The compact CNN with the teacher's data settings (localisation, split), augmentation and
-    threshold policy; what depends on the backbone (learning rate, step budget) is the compact
-    CNN's own."""
+    threshold policy; what depends on the backbone (learning rate, step budget, epochs) is the
+    compact CNN's own."""
     cfg = choose(copy.deepcopy(teacher.config), "castnet", size)
     cfg.model.mirror_average = None
     if input_size is not None:
         cfg.model.input_size = input_size
     for name in ("lr", "min_steps", "max_steps", "freeze_stages"):
         setattr(cfg.train, name, None)
+    own = TrainConfig()  # the compact CNN's schedule: a pretrained teacher's is shorter
+    cfg.train.epochs, cfg.train.patience, cfg.train.warmup_epochs = own.epochs, own.patience, own.warmup_epochs
     rule = teacher.info.get("threshold_rule", "")
     if isinstance(rule, str) and rule.startswith("validation recall >= "):
         cfg.train.target_recall = float(rule.rsplit(" ", 1)[1])
