@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 
+# The reasons the models add to an Inspection's, beside the image-quality checks' (``data.quality``).
+UNFAMILIAR = "unfamiliar"  # the familiarity model found the photo unlike the training photos
+ANOMALOUS = "anomalous"  # the anomaly model rejected a part the classifier passed
+
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -22,7 +26,8 @@ class Inspection:
     ``score`` is p(defective) for a two-class model and p(label) with several defect types;
     ``p_defect`` is always p(defective), the number the threshold is applied to. ``reasons``
     names what about the photo is unlike the training photos (``data.quality``; empty when
-    nothing is, or when the model has no reference); ``familiarity`` and ``familiar`` are None
+    nothing is, or when the model has no reference), with UNFAMILIAR and ANOMALOUS where the
+    models add them; ``familiarity`` and ``familiar`` are None
     until the model measures them. ``label`` stays the model's class when a reason turns the
     decision into ``review``. ``photo`` (the
     decoded grey photo) and ``heatmap`` (at model size) ride along when a caller asked for them;

@@ -28,7 +28,7 @@ from castinspect.core.decision import (
 )
 from castinspect.core.io import MIN_SIDE, ImageError, preprocess, read_photo
 from castinspect.core.parallel import Decoder
-from castinspect.core.records import Inspection
+from castinspect.core.records import ANOMALOUS, UNFAMILIAR, Inspection
 from castinspect.data.locate import crop_to_part, prepare
 from castinspect.data.quality import QualityReference, photo_stats
 from castinspect.inference.backends import make_backend
@@ -38,7 +38,6 @@ from castinspect.models.checkpoint import Checkpoint, load_checkpoint
 Source = str | os.PathLike | bytes
 # What a photo with a quality reason gets: review by a person, reject, or the model's verdict.
 ON_UNFAMILIAR = ("review", "reject", "judge")
-ANOMALOUS = "anomalous"  # the reason a part the classifier passed was rejected by the anomaly model
 ARRAY_BATCH = 128  # photos per backend call when judging decoded arrays (evaluation, the suite)
 
 
@@ -279,7 +278,7 @@ class Predictor:
         reasons = [list(r) for r in reasons] if reasons is not None else [[] for _ in sources]
         unfamiliar = self.unfamiliar(familiarity)
         for k in np.flatnonzero(unfamiliar) if unfamiliar is not None else []:
-            reasons[k].insert(0, "unfamiliar")
+            reasons[k].insert(0, UNFAMILIAR)
         out = []
         for k, (src, row, p, i, why) in enumerate(zip(sources, probs, p_def, idx, reasons, strict=True)):
             decision = DEFECTIVE if types else decide(float(p), self.threshold, self.review_band)

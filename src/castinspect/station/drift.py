@@ -36,6 +36,8 @@ from typing import Any, Iterable
 import numpy as np
 from scipy import stats
 
+from castinspect.core.records import ANOMALOUS, UNFAMILIAR
+
 OK, WARNING, ALARM = "ok", "warning", "alarm"
 LEVELS = {OK: 0, WARNING: 1, ALARM: 2}
 WARN_P, ALARM_P = 0.01, 0.001
@@ -70,7 +72,7 @@ class Observation:
     def of(cls, record: Any) -> "Observation":
         """From an Inspection or a log row (a dict)."""
         get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
-        quality = any(r not in ("unfamiliar", "anomalous") for r in get("reasons") or [])
+        quality = any(r not in (UNFAMILIAR, ANOMALOUS) for r in get("reasons") or [])
         return cls(get("decision"), get("p_defect"), get("familiarity"), get("familiar"), quality, get("anomaly"))
 
 
