@@ -55,7 +55,7 @@ def measure(name: str, root: Path, work: Path, good: str | None) -> dict:
     fitted = info["anomaly"]
     row = {"dataset": name, "good_class": good or "ok_front", "classes": info["classes"],
            "fitted_photos": fitted["photos"], "bank": fitted["bank"], "grid": fitted["grid"],
-           "places_scored": fitted["places_scored"], "normalize": ckpt.config.model.normalize,
+           "places_scored": fitted["places_scored"], "top_k": fitted["top_k"], "normalize": ckpt.config.model.normalize,
            "normalize_validation_auc": fitted["normalize_auc"], "input_size": ckpt.config.model.input_size,
            "fit_seconds": fitted["fits_seconds"], "command_seconds": wall,
            "threshold_rule": info["threshold_rule"], "predict_photos_per_s": len(test_photos) / seconds,

@@ -144,7 +144,7 @@ class AnomalyConfig:
     # and "per_image" and keeps the higher ROC-AUC on validation (where validation has defects;
     # else "imagenet"), or one of them by name.
     normalize: str = "auto"
-    fit_photos: int = 1000  # good training photos whose patches may enter the memory bank (a seeded draw)
+    fit_photos: int = 3000  # good training photos whose patches may enter the memory bank (a seeded draw)
     patches: int = 100_000  # patches drawn from them for the coreset selection to choose from
     bank: int = 10_000  # patches kept in the memory bank (greedy coreset)
     # Where the good photos show a part on a background: score only the places where at least

@@ -92,29 +92,39 @@ class PatchCore(Network):
     def forward_embedding(self, feats: torch.Tensor) -> torch.Tensor:
         return avg_max_pool(feats)  # what familiarity measures: the photo's features, pooled
 
-    def patch_distances(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N, H/8, W/8): each patch's distance to its nearest bank entry."""
-        n, d, h, w = feats.shape
-        q = feats.permute(0, 2, 3, 1).reshape(n, h * w, d)
+    def nearest_distances(self, q: torch.Tensor) -> torch.Tensor:
+        """(N, P): the distance of each of the (N, P, D) patches ``q`` to its nearest bank entry."""
         q2 = q.square().sum(-1, keepdim=True)
         nearest = None
         for i in range(0, len(self.bank), BANK_CHUNK):  # a fixed loop: the exported graph unrolls it
             b = self.bank[i:i + BANK_CHUNK]
             d2 = (q2 - 2 * q @ b.T + b.square().sum(-1)).amin(-1)
             nearest = d2 if nearest is None else torch.minimum(nearest, d2)
-        return nearest.clamp_min(0).sqrt().reshape(n, h, w)
+        return nearest.clamp_min(0).sqrt()
+
+    def patch_distances(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, H/8, W/8): each patch's distance to its nearest bank entry."""
+        n, d, h, w = feats.shape
+        return self.nearest_distances(feats.permute(0, 2, 3, 1).reshape(n, h * w, d)).reshape(n, h, w)
 
     def departures(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, H/8, W/8): patch distances in each place's own spread, where the model has them;
         places the score does not look at hold the photo's least departure."""
-        dist = self.patch_distances(feats)
+        if not self.scored.numel():
+            dist = self.patch_distances(feats)
+            return (dist - self.place_mean) / self.place_std if self.place_mean.numel() else dist
+        # Only the places scored are measured against the bank (the bank search is the model's
+        # cost), then put back on the grid.
+        n, d, h, w = feats.shape
+        keep = self.scored.flatten() > 0.5
+        places = keep.nonzero().squeeze(1)
+        q = feats.flatten(2).index_select(2, places).transpose(1, 2)
+        dist = self.nearest_distances(q)  # (N, places scored)
         if self.place_mean.numel():
-            dist = (dist - self.place_mean) / self.place_std
-        if self.scored.numel():
-            keep = self.scored > 0.5
-            least = torch.where(keep, dist, torch.full_like(dist, float("inf"))).flatten(1).amin(1)
-            dist = torch.where(keep, dist, least[:, None, None])
-        return dist
+            dist = (dist - self.place_mean.flatten()[places]) / self.place_std.flatten()[places]
+        least = dist.amin(1, keepdim=True)
+        on_grid = dist.index_select(1, (keep.long().cumsum(0) - 1).clamp_min(0))
+        return torch.where(keep, on_grid, least).reshape(n, h, w)
 
     def scores(self, feats: torch.Tensor) -> torch.Tensor:
         """(N,) anomaly scores: the mean of each photo's ``top_k`` worst patches (of the places

@@ -107,9 +107,9 @@ def part_places(images: np.ndarray, grid: tuple[int, int]) -> torch.Tensor | Non
 
 def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) -> dict:
     """Fill ``net``'s memory bank from (up to ``anomaly.fit_photos`` of) the good photos ``good``;
-    then, where they show a part on a background (and ``anomaly.part_only``), the places scored,
-    else the spread per place from the other good photos, where at least PLACE_PHOTOS are left
-    over; returns what was done."""
+    then, where they show a part on a background (and ``anomaly.part_only``), the places scored
+    (only their patches enter the bank), else the spread per place from the other good photos,
+    where at least PLACE_PHOTOS are left over; returns what was done."""
     a = cfg.anomaly
     if not 0 <= a.top_share <= 1:
         raise ValueError(f"anomaly.top_share is a share of the places scored, in [0, 1], not {a.top_share}")
@@ -118,16 +118,21 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
     pick, rest = np.sort(order[:a.fit_photos]), np.sort(order[a.fit_photos:][:PLACE_PHOTOS_MAX])
     t = time.perf_counter()
     feats = patch_features(net, good[pick])
-    patches = feats.reshape(-1, feats.shape[-1])
     t_feats = time.perf_counter() - t
+    grid = (int(feats.shape[1]), int(feats.shape[2]))
+    scored = part_places(good[pick], grid) if a.part_only else None
+    # Where only the part's places are scored, only they fill the bank: background patches would
+    # take bank entries that no scored patch needs.
+    patches = feats[:, scored > 0.5] if scored is not None else feats
+    patches = patches.reshape(-1, feats.shape[-1])
+    del feats  # (the photos' patch features: the largest tensor of the fit)
     drawn = torch.from_numpy(np.sort(rng.permutation(len(patches))[:a.patches]))
     pool = patches[drawn].contiguous()
     t = time.perf_counter()
     net.bank = pool[greedy_coreset(pool, a.bank, seed=cfg.train.seed)].clone()
     t_coreset = time.perf_counter() - t
     progress.message(f"memory bank: {len(net.bank):,} of {len(pool):,} patches drawn from {len(pick)} good photos "
-                     f"({feats.shape[1]}x{feats.shape[2]} each; features {t_feats:.0f}s, coreset {t_coreset:.0f}s)")
-    scored = part_places(good[pick], tuple(feats.shape[1:3])) if a.part_only else None
+                     f"({grid[0]}x{grid[1]} each; features {t_feats:.0f}s, coreset {t_coreset:.0f}s)")
     spread = scored is None and len(rest) >= PLACE_PHOTOS
     if scored is not None:  # the part's places alone: plain distances did better there than spreads
         net.scored = scored
@@ -137,9 +142,9 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
         dist = torch.cat(in_batches(net, good[rest], BATCH, lambda x: net.patch_distances(net.forward_features(x))))
         net.place_mean, net.place_std = dist.mean(0), dist.std(0).clamp_min(1e-3)
         progress.message(f"spread per place in the frame from {len(rest)} other good photos")
-    places = int(scored.sum()) if scored is not None else int(feats.shape[1] * feats.shape[2])
+    places = int(scored.sum()) if scored is not None else grid[0] * grid[1]
     net.top_k.fill_(max(1, round(a.top_share * places)))
-    return {"photos": len(pick), "grid": [int(feats.shape[1]), int(feats.shape[2])], "patches": len(pool),
+    return {"photos": len(pick), "grid": list(grid), "patches": len(pool),
             "bank": len(net.bank), "place_photos": len(rest) if spread else 0,
             "places_scored": places, "top_k": int(net.top_k),
             "features_seconds": t_feats, "coreset_seconds": t_coreset}
