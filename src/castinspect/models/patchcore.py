@@ -123,6 +123,8 @@ class PatchCore(Network):
         if self.place_mean.numel():
             dist = (dist - self.place_mean.flatten()[places]) / self.place_std.flatten()[places]
         least = dist.amin(1, keepdim=True)
+        # Each place of the grid reads its own column (its rank among the places scored); the
+        # places not scored read any column and are overwritten with the least.
         on_grid = dist.index_select(1, (keep.long().cumsum(0) - 1).clamp_min(0))
         return torch.where(keep, on_grid, least).reshape(n, h, w)
 

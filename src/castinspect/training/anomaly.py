@@ -116,11 +116,12 @@ def fit_bank(net: PatchCore, good: np.ndarray, cfg: Config, progress: Progress) 
     rng = np.random.default_rng(cfg.train.seed)
     order = rng.permutation(len(good))
     pick, rest = np.sort(order[:a.fit_photos]), np.sort(order[a.fit_photos:][:PLACE_PHOTOS_MAX])
+    fitted = good[pick]  # (a copy: taken once for the features and the part's places)
     t = time.perf_counter()
-    feats = patch_features(net, good[pick])
+    feats = patch_features(net, fitted)
     t_feats = time.perf_counter() - t
     grid = (int(feats.shape[1]), int(feats.shape[2]))
-    scored = part_places(good[pick], grid) if a.part_only else None
+    scored = part_places(fitted, grid) if a.part_only else None
     # Where only the part's places are scored, only they fill the bank: background patches would
     # take bank entries that no scored patch needs.
     patches = feats[:, scored > 0.5] if scored is not None else feats
