@@ -3,9 +3,10 @@ the mean of its worst k or of a share of the places scored, or the max of the sm
 
     .venv/bin/python benchmarks/anomaly_pooling.py casting_data neu_det:crazing neu_det:patches:per_image ...
 
-Each spec is ``DATASET[:GOOD_CLASS[:NORMALISATION]]`` under ../shared/data (normalisation
-``imagenet`` unless named: the one ``anomaly.normalize: auto`` kept for it in
-benchmarks/results/anomaly.json). One memory bank is fitted per spec as ``train --mode anomaly``
+Each spec is ``DATASET[:GOOD_CLASS[:NORMALISATION[:INPUT_SIZE]]]`` under ../shared/data
+(normalisation ``imagenet`` unless named: the one ``anomaly.normalize: auto`` kept for it in
+benchmarks/results/anomaly.json; input size ``anomaly.input_size``'s default unless named: the
+same script then compares input sizes, ``--json benchmarks/results/anomaly_input_size.json``). One memory bank is fitted per spec as ``train --mode anomaly``
 fits it; every pooling is then scored on the same validation departures (grouped by part), so
 the choice of ``anomaly.top_share`` is made on validation, on both datasets. Writes
 benchmarks/results/anomaly_pooling.json.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +57,11 @@ def measure(spec: str) -> dict:
     from castinspect.training.inputs import TrainingData
     from castinspect.training.train import Progress
 
-    name, good, normalize = (spec.split(":") + [None, None])[:3]
+    name, good, normalize, size = (spec.split(":") + [None, None, None])[:4]
     root = DATA / name
     cfg = Config()
     cfg.model.backbone, cfg.model.mirror_average = "patchcore", False
-    cfg.model.input_size, cfg.model.normalize = cfg.anomaly.input_size, normalize or "imagenet"
+    cfg.model.input_size, cfg.model.normalize = int(size or cfg.anomaly.input_size), normalize or "imagenet"
     cfg.data.locate = "off"
     if good:
         cfg.data.ok_class = good
@@ -68,8 +70,10 @@ def measure(spec: str) -> dict:
     ok = resolve_ok_index(train.classes, cfg.data.positive_class, cfg.data.ok_class)
     val = as_anomaly(val, ok, anomaly_classes(train.classes, ok))
     net = build_model(cfg.model, 2, pretrained=True)
-    fit_bank(net, train.images[np.flatnonzero(train.labels == ok)], cfg, Progress())
+    fitted = fit_bank(net, train.images[np.flatnonzero(train.labels == ok)], cfg, Progress())
+    t = time.perf_counter()
     dep = torch.cat(in_batches(net, val.images, BATCH, lambda x: net.departures(net.forward_features(x))))
+    scoring = time.perf_counter() - t
     flat, y = dep.flatten(1), val.labels
     places = int(net.scored.sum()) if net.scored.numel() else flat.shape[1]
     auc = {"max": roc_auc(y, flat.amax(1).numpy())}
@@ -79,7 +83,9 @@ def measure(spec: str) -> dict:
         auc[f"top{k}"] = roc_auc(y, flat.topk(k, 1).values.mean(1).numpy())
     for sigma in SIGMAS:
         auc[f"smooth{sigma}"] = roc_auc(y, smoothed_max(dep, sigma).numpy())
-    row = {"dataset": name, "good": good, "normalize": cfg.model.normalize, "n": len(y), "defects": int(y.sum()),
+    row = {"dataset": name, "good": good, "normalize": cfg.model.normalize,
+           "input_size": cfg.model.input_size, "fit_seconds": round(fitted["features_seconds"] + fitted["coreset_seconds"], 1),
+           "validation_photos_per_s": round(len(y) / scoring, 1), "n": len(y), "defects": int(y.sum()),
            "places": places, "validation_roc_auc": {k: round(float(v), 4) for k, v in auc.items()}}
     print(json.dumps(row), flush=True)
     return row

@@ -59,6 +59,7 @@ TITLES = {"bundled-model": "The bundled model's training run", "bench": "Speed",
           "distilled-student-t1": "The distilled student at temperature 1",
           "distilled-student-e30": "The distilled student on the compact CNN's own schedule (temperature 1)",
           "anomaly-pooling": "How the anomaly model pools its patches into a score (validation)",
+          "anomaly-input-size": "The anomaly model at larger inputs (validation)",
           "teacher-backends": "The distillation teacher's cost per batch on each backend",
           "distributed-training": "One process against torchrun with two (gloo, the same steps)",
           "anomaly": "Anomaly detection fitted on good parts alone"}
@@ -299,12 +300,14 @@ def anomaly(data: dict) -> list[str]:
 
 def anomaly_pooling(data: dict) -> list[str]:
     ways = list(data["pooling"][0]["validation_roc_auc"])
-    rows = [[r["dataset"], r["good"] or "ok_front", r["normalize"], r["places"],
+    rows = [[r["dataset"], r["good"] or "ok_front", r["normalize"], r.get("input_size", 224), r["places"],
+             r.get("fit_seconds", "—"), r.get("validation_photos_per_s", "—"),
              *(f"{r['validation_roc_auc'][w]:.3f}" for w in ways)] for r in data["pooling"]]
     return ["Validation ROC-AUC of each way to pool a photo's patch departures into its score: `max` the worst "
             "patch; `shareS` the mean of the worst share S of the places scored; `topK` of the worst K; "
             "`smoothS` the worst of the grid smoothed at σ S patches.", ""] + \
-        table(["data", "good class", "normalisation", "places scored", *ways], rows)
+        table(["data", "good class", "normalisation", "input px", "places scored", "fit s", "validation photos/s",
+               *ways], rows)
 
 
 def bench(data: dict) -> list[str]:
