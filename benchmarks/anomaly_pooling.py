@@ -6,9 +6,10 @@ the mean of its worst k or of a share of the places scored, or the max of the sm
 Each spec is ``DATASET[:GOOD_CLASS[:NORMALISATION[:INPUT_SIZE]]]`` under ../shared/data
 (normalisation ``imagenet`` unless named: the one ``anomaly.normalize: auto`` kept for it in
 benchmarks/results/anomaly.json; input size ``anomaly.input_size``'s default unless named: the
-same script then compares input sizes, ``--json benchmarks/results/anomaly_input_size.json``). One memory bank is fitted per spec as ``train --mode anomaly``
-fits it; every pooling is then scored on the same validation departures (grouped by part), so
-the choice of ``anomaly.top_share`` is made on validation, on both datasets. Writes
+same script then compares input sizes, ``--json benchmarks/results/anomaly_input_size.json``).
+One memory bank is fitted per spec as ``train --mode anomaly`` fits it; every pooling is then
+scored on the same validation departures (grouped by part), so the choice of
+``anomaly.top_share`` is made on validation, on both datasets. Writes
 benchmarks/results/anomaly_pooling.json.
 """
 
@@ -83,7 +84,7 @@ def measure(spec: str) -> dict:
         auc[f"top{k}"] = roc_auc(y, flat.topk(k, 1).values.mean(1).numpy())
     for sigma in SIGMAS:
         auc[f"smooth{sigma}"] = roc_auc(y, smoothed_max(dep, sigma).numpy())
-    row = {"dataset": name, "good": good, "normalize": cfg.model.normalize,
+    row = {"dataset": name, "good": good or None, "normalize": cfg.model.normalize,
            "input_size": cfg.model.input_size, "fit_seconds": round(fitted["features_seconds"] + fitted["coreset_seconds"], 1),
            "validation_photos_per_s": round(len(y) / scoring, 1), "n": len(y), "defects": int(y.sum()),
            "places": places, "validation_roc_auc": {k: round(float(v), 4) for k, v in auc.items()}}
